@@ -1,0 +1,96 @@
+/**
+ * The typed, immutable configuration model that config/ produces from
+ * etc/styx.yaml. Every other module reads configuration only through these types.
+ */
+import type { Level, Subsystem } from '../util/log.js';
+
+/** One algorithm proposal, resolved to IANA transform IDs. */
+export interface IkeProposalConfig {
+  text: string;                     // as written, e.g. 'aes128-sha256-x25519'
+  encr: { id: number; keyLength: number }[];   // keyLength in bits (0 where the cipher has none)
+  integ: number[];                  // empty for AEAD
+  prf: number[];
+  dh: number[];                     // first is the group to send a KE for
+}
+export interface EspProposalConfig {
+  text: string;                     // e.g. 'aes128gcm16', 'aes256-sha256-modp2048'
+  encr: { id: number; keyLength: number }[];
+  integ: number[];                  // empty for AEAD
+  dh: number[];                     // PFS groups; empty = no PFS
+  esn: number[];                    // [0] by default
+}
+
+export type AuthConfig =
+  | { method: 'psk'; id: IdentityConfig }
+  | { method: 'pubkey'; id: IdentityConfig; cert?: string; key?: string };
+
+/** An identity: the ID type and its textual value ('%any' allowed on the remote side). */
+export interface IdentityConfig { type: 'ipv4' | 'ipv6' | 'fqdn' | 'email' | 'dn' | 'keyid' | 'any'; value: string }
+
+export interface TrafficSelectorConfig {
+  text: string;                     // '10.1.0.0/24', '10.1.0.0/24[tcp/80]', 'dynamic'
+  dynamic: boolean;                 // 'dynamic' = the tunnel endpoint's own address
+  family: 4 | 6;
+  startAddr: Buffer; endAddr: Buffer;
+  protocol: number;                 // 0 = any
+  startPort: number; endPort: number;
+}
+
+export interface ChildConfig {
+  name: string;
+  localTs: TrafficSelectorConfig[];
+  remoteTs: TrafficSelectorConfig[];
+  espProposals: EspProposalConfig[];
+  mode: 'tunnel' | 'transport';
+  startAction: 'start' | 'none';
+  lifetime: number;                 // seconds
+  rekeyTime: number;                // seconds
+}
+
+export interface ConnectionConfig {
+  name: string;
+  version: 1 | 2;
+  localAddrs: string[];             // '%any' or addresses
+  remoteAddrs: string[];            // '%any' or addresses / hostnames
+  localPort: number;                // 500 by default
+  remotePort: number;               // 500 by default
+  ikeProposals: IkeProposalConfig[];
+  local: AuthConfig;
+  remote: AuthConfig;
+  children: ChildConfig[];
+  startAction: 'start' | 'none';    // initiate when the daemon starts
+  aggressive: boolean;              // IKEv1 only
+  encap: boolean;                   // force UDP encapsulation
+  rekeyTime: number;                // IKE SA, seconds
+  lifetime: number;                 // IKE SA, seconds
+  dpdDelay: number;                 // seconds, 0 = off
+  dpdTimeout: number;               // seconds
+  dpdAction: 'clear' | 'restart' | 'trap';
+  /** RFC 7296 2.4: retransmission policy. */
+  retransmit: { timeout: number; tries: number; base: number };
+}
+
+export interface SecretConfig {
+  /** Identities this PSK applies to; empty means any peer. */
+  ids: string[];
+  psk: Buffer;
+}
+
+export interface DaemonConfig {
+  listen: string[];                 // local addresses to bind; ['0.0.0.0', '::'] by default
+  port: number;                     // 500
+  natPort: number;                  // 4500
+  controlSocket: string;            // path of the UNIX control socket
+  dataplane: 'memory' | 'userspace' | 'xfrm';
+  logLevels: Partial<Record<Subsystem, Level>>;
+  defaultLogLevel: Level;
+  /** RFC 7296 2.6: half-open IKE SAs above which the responder asks for a cookie. */
+  cookieThreshold: number;
+}
+
+export interface StyxConfig {
+  file: string;
+  daemon: DaemonConfig;
+  connections: ConnectionConfig[];
+  secrets: SecretConfig[];
+}
