@@ -1,0 +1,303 @@
+/**
+ * Reads etc/styx.yaml into the typed model of model.ts. Everything the rest
+ * of the daemon relies on is checked here, once, so that a bad file fails at
+ * start-up or reload with the file, line and key to fix, instead of later
+ * in the middle of a negotiation.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ConfigError } from '../util/errors.js';
+import { LEVELS, SUBSYSTEMS } from '../util/log.js';
+import type { Level, Subsystem } from '../util/log.js';
+import { ValueError, isHostname, parseIdentity, parseTrafficSelector, sameIdentity } from './addr.js';
+import type {
+  AuthConfig, ChildConfig, ConnectionConfig, DaemonConfig, EspProposalConfig, IdentityConfig,
+  IkeProposalConfig, SecretConfig, StyxConfig, TrafficSelectorConfig,
+} from './model.js';
+import {
+  DEFAULT_ESP_PROPOSALS, DEFAULT_IKE_PROPOSALS, ProposalError, parseEspProposal, parseIkeProposal,
+} from './proposals.js';
+import { Source } from './yaml.js';
+import type { MapValue, Value } from './yaml.js';
+
+export const DEFAULT_CONTROL_SOCKET = '/run/styx/styx.sock';
+
+const TOP_KEYS = ['daemon', 'connections', 'secrets'] as const;
+const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'cookie_threshold', 'log'] as const;
+const CONN_KEYS = [
+  'version', 'local_addrs', 'remote_addrs', 'local_port', 'remote_port', 'proposals', 'local', 'remote',
+  'start_action', 'rekey_time', 'lifetime', 'aggressive', 'encap', 'dpd_delay', 'dpd_timeout', 'dpd_action',
+  'retransmit', 'children',
+] as const;
+const AUTH_KEYS = ['auth', 'id', 'cert', 'key'] as const;
+const CHILD_KEYS = ['local_ts', 'remote_ts', 'esp_proposals', 'mode', 'start_action', 'rekey_time', 'lifetime'] as const;
+const RETRANSMIT_KEYS = ['timeout', 'tries', 'base'] as const;
+const SECRET_KEYS = ['ids', 'psk'] as const;
+
+/** Names are used on the command line and in logs, so keep them shell- and log-friendly. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** Runs a parser whose errors carry only a reason, and locates them at `v`. */
+function at<T>(v: Value, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof ValueError || e instanceof ProposalError) v.fail(e.message);
+    throw e;
+  }
+}
+
+export function loadConfig(path: string): StyxConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new ConfigError(path, undefined, undefined, `cannot read configuration: ${why}`);
+  }
+  return parseConfig(text, path);
+}
+
+/** `file` names the source in errors and anchors relative paths (socket, cert, key). */
+export function parseConfig(text: string, file: string): StyxConfig {
+  const src = new Source(file);
+  const root = src.parse(text);
+  const top = root.map(TOP_KEYS);
+  const baseDir = dirname(resolve(file));
+  const daemon = parseDaemon(top.get('daemon').map(DAEMON_KEYS), baseDir);
+  const secrets = top.get('secrets').list().map(parseSecret);
+  const connsMap = top.get('connections').map(null);
+  const connections: ConnectionConfig[] = [];
+  for (const name of connsMap.keys()) {
+    const v = connsMap.get(name);
+    if (!NAME.test(name)) v.fail(`invalid connection name '${name}' (letters, digits, '.', '_', '-')`);
+    const conn = parseConnection(name, v, baseDir);
+    checkSecret(conn, secrets, v);
+    connections.push(conn);
+  }
+  return { file, daemon, connections, secrets };
+}
+
+/** The text of a ConfigError as shown to users: 'file:line (key): reason'. */
+export function formatConfigError(e: ConfigError): string {
+  return `configuration error: ${e.message}`;
+}
+
+function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
+  const listen = m.opt('listen', (v) => v.list().map((a) => {
+    const s = a.nonEmptyString();
+    if (isIP(s) === 0) a.fail(`'${s}' is not an IP address`);
+    return s;
+  }), ['0.0.0.0', '::']);
+  if (m.has('listen') && listen.length === 0) m.get('listen').fail('at least one address is required');
+  const port = m.opt('port', (v) => v.int(1, 65535), 500);
+  const natPort = m.opt('nat_port', (v) => v.int(1, 65535), 4500);
+  if (port === natPort) m.get('nat_port').fail(`nat_port must differ from port (${port})`);
+  const sock = m.opt('control_socket', (v) => v.nonEmptyString(), DEFAULT_CONTROL_SOCKET);
+  const controlSocket = isAbsolute(sock) ? sock : resolve(baseDir, sock);
+  const dataplane = m.opt('dataplane', (v) => v.oneOf(['memory', 'userspace', 'xfrm'] as const), 'memory');
+  const cookieThreshold = m.opt('cookie_threshold', (v) => v.int(0, 1_000_000), 10);
+  const logLevels: Partial<Record<Subsystem, Level>> = {};
+  let defaultLogLevel: Level = 'info';
+  const log = m.get('log').map(['default', ...SUBSYSTEMS]);
+  for (const key of log.keys()) {
+    const level = log.get(key).oneOf(LEVELS);
+    if (key === 'default') defaultLogLevel = level;
+    else logLevels[key as Subsystem] = level;
+  }
+  return { listen, port, natPort, controlSocket, dataplane, logLevels, defaultLogLevel, cookieThreshold };
+}
+
+function parsePsk(v: Value): Buffer {
+  const s = v.string();
+  if (/^0x/i.test(s)) {
+    const hexText = s.slice(2);
+    if (!/^([0-9a-fA-F]{2})+$/.test(hexText)) v.fail('hex PSK must have an even number of hex digits after 0x');
+    return Buffer.from(hexText, 'hex');
+  }
+  if (s === '') v.fail('PSK must not be empty');
+  return Buffer.from(s, 'utf8');
+}
+
+function parseSecret(v: Value): SecretConfig {
+  const m = v.map(SECRET_KEYS);
+  if (!m.has('psk')) v.fail("a secret needs 'psk'");
+  const ids = m.get('ids').list().map((idv) => {
+    const s = idv.nonEmptyString();
+    at(idv, () => parseIdentity(s));
+    return s;
+  });
+  return { ids, psk: parsePsk(m.get('psk')) };
+}
+
+type AddrKind = 'local' | 'remote';
+
+function parseAddrs(v: Value, kind: AddrKind): string[] {
+  if (!v.present) return ['%any'];
+  const out = v.list().map((a) => {
+    const s = a.nonEmptyString();
+    if (s === '%any' || isIP(s) !== 0) return s;
+    // A remote peer may be named by DNS; a local address must be one we can bind.
+    if (kind === 'remote' && isHostname(s)) return s;
+    return a.fail(`'${s}' is not ${kind === 'remote' ? 'an IP address, hostname' : 'an IP address'} or %any`);
+  });
+  if (out.length === 0) v.fail('at least one address (or %any) is required');
+  return out;
+}
+
+function familyOf(addrs: string[]): 4 | 6 | null {
+  for (const a of addrs) {
+    const f = isIP(a);
+    if (f === 4 || f === 6) return f;
+  }
+  return null;
+}
+
+function parseAuth(v: Value, side: AddrKind, localAddrs: string[], baseDir: string): AuthConfig {
+  if (!v.present) v.fail(`'${side}' is required (at least { auth: psk })`);
+  const m = v.map(AUTH_KEYS);
+  const method = m.get('auth').oneOf(['psk', 'pubkey'] as const);
+  let id: IdentityConfig;
+  if (m.has('id')) {
+    const idv = m.get('id');
+    id = at(idv, () => parseIdentity(idv.string()));
+    if (side === 'local' && id.type === 'any') idv.fail('the local identity cannot be %any');
+  } else if (side === 'remote') {
+    id = { type: 'any', value: '%any' };
+  } else {
+    // Without an explicit id, the local address is the natural identity, but only if there is exactly one.
+    const literal = localAddrs.filter((a) => isIP(a) !== 0);
+    if (literal.length !== 1 || localAddrs.length !== 1) {
+      return m.get('id').fail('local.id is required unless local_addrs is a single IP address');
+    }
+    id = parseIdentity(literal[0]!);
+  }
+  if (method === 'psk') {
+    for (const k of ['cert', 'key'] as const) if (m.has(k)) m.get(k).fail(`'${k}' is only used with auth: pubkey`);
+    return { method, id };
+  }
+  const out: AuthConfig = { method, id };
+  if (m.has('cert')) out.cert = resolve(baseDir, m.get('cert').nonEmptyString());
+  if (m.has('key')) out.key = resolve(baseDir, m.get('key').nonEmptyString());
+  if (side === 'local' && out.key === undefined) m.get('key').fail('local pubkey authentication needs a private key file');
+  return out;
+}
+
+function parseLifetimes(m: MapValue, defRekey: number): { rekeyTime: number; lifetime: number } {
+  const rekeyTime = Math.round(m.opt('rekey_time', (v) => v.duration(), defRekey));
+  if (rekeyTime < 1) m.get('rekey_time').fail('rekey_time must be at least 1s');
+  const lifetime = Math.round(m.opt('lifetime', (v) => v.duration(), rekeyTime * 1.1));
+  if (lifetime <= rekeyTime) {
+    (m.has('lifetime') ? m.get('lifetime') : m.get('rekey_time'))
+      .fail(`lifetime (${lifetime}s) must be longer than rekey_time (${rekeyTime}s)`);
+  }
+  return { rekeyTime, lifetime };
+}
+
+function parseProposals<T>(m: MapValue, key: string, defaults: readonly string[], parse: (s: string) => T): T[] {
+  if (!m.has(key)) return defaults.map(parse);
+  const list = m.get(key).list();
+  if (list.length === 0) m.get(key).fail('at least one proposal is required');
+  return list.map((pv) => at(pv, () => parse(pv.nonEmptyString())));
+}
+
+function parseTsList(v: Value, dynamicFamily: 4 | 6): TrafficSelectorConfig[] {
+  if (!v.present) return [parseTrafficSelector('dynamic', dynamicFamily)];
+  const list = v.list();
+  if (list.length === 0) v.fail('at least one traffic selector is required');
+  return list.map((tv) => at(tv, () => parseTrafficSelector(tv.nonEmptyString(), dynamicFamily)));
+}
+
+function parseChild(name: string, v: Value, famLocal: 4 | 6, famRemote: 4 | 6): ChildConfig {
+  if (!NAME.test(name)) v.fail(`invalid child name '${name}' (letters, digits, '.', '_', '-')`);
+  const m = v.map(CHILD_KEYS);
+  const espProposals: EspProposalConfig[] = parseProposals(m, 'esp_proposals', DEFAULT_ESP_PROPOSALS, parseEspProposal);
+  const { rekeyTime, lifetime } = parseLifetimes(m, 3600);
+  return {
+    name,
+    localTs: parseTsList(m.get('local_ts'), famLocal),
+    remoteTs: parseTsList(m.get('remote_ts'), famRemote),
+    espProposals,
+    mode: m.opt('mode', (x) => x.oneOf(['tunnel', 'transport'] as const), 'tunnel'),
+    startAction: m.opt('start_action', (x) => x.oneOf(['start', 'none'] as const), 'none'),
+    rekeyTime,
+    lifetime,
+  };
+}
+
+function parseConnection(name: string, v: Value, baseDir: string): ConnectionConfig {
+  const m = v.map(CONN_KEYS);
+  const version = m.opt('version', (x) => x.oneOf(['1', '2'] as const), '2') === '1' ? 1 : 2;
+  const localAddrs = parseAddrs(m.get('local_addrs'), 'local');
+  const remoteAddrs = parseAddrs(m.get('remote_addrs'), 'remote');
+  const ikeProposals: IkeProposalConfig[] = parseProposals(m, 'proposals', DEFAULT_IKE_PROPOSALS, parseIkeProposal);
+  const local = parseAuth(m.get('local'), 'local', localAddrs, baseDir);
+  const remote = parseAuth(m.get('remote'), 'remote', localAddrs, baseDir);
+  const startAction = m.opt('start_action', (x) => x.oneOf(['start', 'none'] as const), 'none');
+  const aggressive = m.opt('aggressive', (x) => x.bool(), false);
+  if (aggressive && version !== 1) m.get('aggressive').fail('aggressive mode exists only in IKEv1 (version: 1)');
+  const { rekeyTime, lifetime } = parseLifetimes(m, 14400);
+
+  const dpdDelay = m.opt('dpd_delay', (x) => x.duration(), 0);
+  const dpdTimeout = m.opt('dpd_timeout', (x) => x.duration(), 150);
+  if (dpdTimeout <= 0) m.get('dpd_timeout').fail('dpd_timeout must be positive');
+  const dpdAction = m.opt('dpd_action', (x) => x.oneOf(['clear', 'restart', 'trap'] as const), 'clear');
+
+  const rt = m.get('retransmit').map(RETRANSMIT_KEYS);
+  const retransmit = {
+    timeout: rt.opt('timeout', (x) => x.duration(), 4),
+    tries: rt.opt('tries', (x) => x.int(1, 100), 5),
+    base: rt.opt('base', (x) => x.number(1, 10), 1.8),
+  };
+  if (retransmit.timeout <= 0) rt.get('timeout').fail('timeout must be positive');
+
+  // Selectors written as 'dynamic' take the family of the tunnel endpoints.
+  const famLocal = familyOf(localAddrs) ?? familyOf(remoteAddrs) ?? 4;
+  const famRemote = familyOf(remoteAddrs) ?? familyOf(localAddrs) ?? 4;
+  const childMap = m.get('children').map(null);
+  const children = childMap.keys().map((cn) => parseChild(cn, childMap.get(cn), famLocal, famRemote));
+
+  const initiates = startAction === 'start' || children.some((c) => c.startAction === 'start');
+  if (initiates && remoteAddrs.every((a) => a === '%any')) {
+    (m.has('remote_addrs') ? m.get('remote_addrs') : v).fail('start_action: start needs a concrete remote address, not %any');
+  }
+  if (startAction === 'start' && children.length === 0) {
+    m.get('start_action').fail('start_action: start needs at least one child to negotiate');
+  }
+
+  return {
+    name, version, localAddrs, remoteAddrs,
+    localPort: m.opt('local_port', (x) => x.int(1, 65535), 500),
+    remotePort: m.opt('remote_port', (x) => x.int(1, 65535), 500),
+    ikeProposals, local, remote, children, startAction, aggressive,
+    encap: m.opt('encap', (x) => x.bool(), false),
+    rekeyTime, lifetime, dpdDelay, dpdTimeout, dpdAction, retransmit,
+  };
+}
+
+/** The PSK for a pair of identities: a secret naming both wins over one naming either, which wins over one naming none. */
+export function findSecret(
+  secrets: readonly SecretConfig[], local: IdentityConfig, remote: IdentityConfig,
+): SecretConfig | undefined {
+  let best: SecretConfig | undefined;
+  let bestScore = 0;
+  for (const s of secrets) {
+    let score: number;
+    if (s.ids.length === 0) score = 1;
+    else {
+      const ids = s.ids.map((t) => parseIdentity(t));
+      const hasLocal = ids.some((i) => sameIdentity(i, local));
+      const hasRemote = remote.type !== 'any' && ids.some((i) => sameIdentity(i, remote));
+      score = hasLocal && hasRemote ? 3 : hasLocal || hasRemote ? 2 : 0;
+    }
+    if (score > bestScore) { best = s; bestScore = score; }
+  }
+  return best;
+}
+
+function checkSecret(conn: ConnectionConfig, secrets: readonly SecretConfig[], v: Value): void {
+  if (conn.local.method !== 'psk' && conn.remote.method !== 'psk') return;
+  if (findSecret(secrets, conn.local.id, conn.remote.id)) return;
+  v.fail(`no secret for ids ${conn.local.id.value}/${conn.remote.id.value} (add one under 'secrets')`);
+}
