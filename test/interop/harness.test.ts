@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import {
   createTopology, dumpLogsOnFailure, ping, pskSwanctlConf, requireInterop, startCharon, summarizeSa,
-  type CharonHandle, type ChildKeys, type ParsedSa, type Topology,
+  type CharonHandle, type ChildKeys, type ParsedChildSa, type ParsedSa, type Topology,
 } from './harness.js';
 
 const PSK = 'styx interop test key, not secret';
@@ -163,10 +163,14 @@ describe('interop harness: strongSwan <-> strongSwan, AES-CBC + HMAC ESP and CHI
   it('follows a CHILD_SA rekey started by the responder: keys still pair up with roles swapped', async function () {
     const before = onlySa(await r!.listSas(), 'right').children[0]!;
     await r!.swanctl(['--rekey', '--child', 'net']);
-    const rs = onlySa(await r!.waitForSas((s) => s[0]?.children.length === 1 && s[0].children[0]!.spiIn !== before.spiIn
-      && s[0].children[0]!.state === 'INSTALLED'), 'right');
-    const ls = onlySa(await l!.waitForSas((s) => s[0]?.children.length === 1 && s[0].children[0]!.spiOut === rs.children[0]!.spiIn), 'left');
-    const [lk, rk] = matchingKeys(l!, r!, ls.children[0]!.spiOut);
+    // The replaced CHILD_SA stays listed (DELETED) for a few seconds after a
+    // rekey, so look only at installed ones.
+    const installed = (sa: ParsedSa | undefined): ParsedChildSa[] => sa?.children.filter((c) => c.state === 'INSTALLED') ?? [];
+    const rs = onlySa(await r!.waitForSas((s) => installed(s[0]).length === 1 && installed(s[0])[0]!.spiIn !== before.spiIn), 'right');
+    const newIn = installed(rs)[0]!.spiIn;
+    const ls = onlySa(await l!.waitForSas((s) => installed(s[0]).length === 1 && installed(s[0])[0]!.spiOut === newIn), 'left');
+    assert.equal(installed(ls)[0]!.spiOut, newIn);
+    const [lk, rk] = matchingKeys(l!, r!, newIn);
     assert.equal(lk.role, 'responder');
     assert.equal(rk.role, 'initiator');
     assert.equal(lk.encOut, rk.encIn);
