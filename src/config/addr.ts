@@ -198,7 +198,10 @@ export function formatTrafficSelector(ts: {
 
 const FQDN = /^(?=.{1,253}$)([A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?$/;
 
-export function isHostname(text: string): boolean { return FQDN.test(text); }
+/** RFC 3696 2: a top-level label is never all-numeric, so '192.0.2.300' is a bad address, not a name. */
+export function isHostname(text: string): boolean {
+  return FQDN.test(text) && !/^\d+$/.test(text.replace(/\.$/, '').split('.').pop() ?? '');
+}
 
 /**
  * An identity: '%any', an IP address, 'user@host' (RFC 822), a DN

@@ -63,7 +63,9 @@ export class Value {
     readonly src: Source,
     node: YamlNode | null,
     readonly path: string,
-    private readonly fallbackLine: number | undefined,
+    private readonly anchorLine: number | undefined,
+    /** Values of a mapping are reported at their key's line, which is where a reader looks for them. */
+    private readonly anchorIsKey = false,
   ) {
     let n = node === null ? null : src.resolveAlias(node);
     if (n !== null && isScalar(n) && n.type === 'PLAIN' && n.value === '') n = null;
@@ -71,8 +73,9 @@ export class Value {
   }
 
   get line(): number | undefined {
+    if (this.anchorIsKey && this.anchorLine !== undefined) return this.anchorLine;
     const r = this.node?.range;
-    return r ? this.src.lineAt(r[0]) : this.fallbackLine;
+    return r ? this.src.lineAt(r[0]) : this.anchorLine;
   }
   get present(): boolean { return this.node !== null; }
 
@@ -80,8 +83,8 @@ export class Value {
     throw new ConfigError(this.src.file, this.line, this.path === '' ? undefined : this.path, why);
   }
 
-  private child(node: YamlNode | null, path: string, line: number | undefined): Value {
-    return new Value(this.src, node, path, line);
+  private child(node: YamlNode | null, path: string, line: number | undefined, lineIsKey = false): Value {
+    return new Value(this.src, node, path, line, lineIsKey);
   }
 
   /**
@@ -105,7 +108,7 @@ export class Value {
         throw new ConfigError(this.src.file, keyLine, path, `unknown key '${key}' (expected one of: ${allowed.join(', ')})`);
       }
       if (out.has(key)) throw new ConfigError(this.src.file, keyLine, path, `duplicate key '${key}'`);
-      out.set(key, { keyLine, value: this.child(pair.value as YamlNode | null, path, keyLine) });
+      out.set(key, { keyLine, value: this.child(pair.value as YamlNode | null, path, keyLine, true) });
     }
     return new MapValue(this, out);
   }
