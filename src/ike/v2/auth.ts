@@ -1,0 +1,218 @@
+/**
+ * IKE_AUTH (RFC 7296 1.2) with pre-shared keys (2.15), carrying the first
+ * CHILD_SA: proposal selection and traffic-selector narrowing (2.9), and the
+ * errors that fail only the CHILD_SA (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE,
+ * 1.2 / 2.21.2) or the whole IKE SA (AUTHENTICATION_FAILED).
+ */
+import type { ChildConfig, ConnectionConfig } from '../../config/model.js';
+import { deriveChildKeys, pskAuth, signedOctets } from '../../crypto/index.js';
+import { safeEqual } from '../../util/bytes.js';
+import { ExchangeType, NotifyType, PayloadType } from '../../wire/ikev2/constants.js';
+import type { IdPayload, Payload, TrafficSelector } from '../../wire/ikev2/types.js';
+import { findNotify, findPayload, notify } from '../../wire/ikev2/index.js';
+import { configIdText, identityMatches, identityText, localIdentity, type Identity } from '../identity.js';
+import { contains, fromConfig, narrow, tsText } from '../ts.js';
+import { installChild, newChild, spiHex, type ChildSa } from './child-sa.js';
+import type { V2Context } from './context.js';
+import type { IkeSaV2 } from './ike-sa.js';
+import { candidates, notifyName } from './init.js';
+import { acceptEspResponse, espProposals, selectEsp, type EspSelection } from './proposals.js';
+
+const idBody = (id: Identity): Buffer => Buffer.concat([Buffer.from([id.type, 0, 0, 0]), id.data]);
+const idPayload = (type: typeof PayloadType.IDi | typeof PayloadType.IDr, id: Identity): IdPayload => ({ type, critical: false, idType: id.type, data: id.data });
+const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
+
+/** The PSK for a pair of identities: a secret naming both wins over one naming either, over one naming none. */
+export function findPsk(ctx: V2Context, localId: string, remoteId: string): Buffer | null {
+  let best: Buffer | null = null, score = -1;
+  for (const s of ctx.config().secrets) {
+    const l = s.ids.includes(localId), r = s.ids.includes(remoteId);
+    const sc = s.ids.length === 0 ? 0 : l && r ? 3 : r ? 2 : l ? 1 : -1;
+    if (sc > score) { score = sc; best = s.psk; }
+  }
+  return score >= 0 ? best : null;
+}
+
+/** 2.15: AUTH = prf(prf(Shared Secret, "Key Pad for IKEv2"), <InitiatorSignedOctets or ResponderSignedOctets>). */
+function authValue(sa: IkeSaV2, psk: Buffer, ofInitiator: boolean, id: Identity): Buffer {
+  const prfId = sa.selection!.prf;
+  const octets = ofInitiator
+    ? signedOctets(sa.initRequest, sa.nonceR, prfId, sa.keys!.skPi, idBody(id))
+    : signedOctets(sa.initResponse, sa.nonceI, prfId, sa.keys!.skPr, idBody(id));
+  return pskAuth(prfId, psk, octets);
+}
+
+const modeNotify = (c: ChildConfig): Payload[] => (c.mode === 'transport' ? [notify(NotifyType.USE_TRANSPORT_MODE)] : []);
+
+export async function sendAuthRequest(ctx: V2Context, sa: IkeSaV2): Promise<void> {
+  const conn = sa.conn, c = sa.initCtx!;
+  sa.localId = localIdentity(conn.local.id, sa.local.address);
+  const psk = findPsk(ctx, identityText(sa.localId), configIdText(conn.remote.id));
+  if (!psk) { await ctx.destroy(sa, `no PSK for ${identityText(sa.localId)} - ${configIdText(conn.remote.id)}`); return; }
+  const payloads: Payload[] = [idPayload(PayloadType.IDi, sa.localId), notify(NotifyType.INITIAL_CONTACT)];
+  if (conn.remote.id.type !== 'any') payloads.push(idPayload(PayloadType.IDr, localIdentity(conn.remote.id, sa.remote.address)));
+  payloads.push({ type: PayloadType.AUTH, critical: false, method: 2, data: authValue(sa, psk, true, sa.localId) });
+  if (c.child) {
+    c.childSpi = await ctx.dp.allocateSpi();
+    c.childProposals = espProposals(c.child.espProposals, spiBuf(c.childSpi), false);
+    payloads.push(...modeNotify(c.child),
+      { type: PayloadType.SA, critical: false, proposals: c.childProposals },
+      { type: PayloadType.TSi, critical: false, selectors: c.child.localTs.map((t) => fromConfig(t, sa.local.address)) },
+      { type: PayloadType.TSr, critical: false, selectors: c.child.remoteTs.map((t) => fromConfig(t, sa.remote.address)) });
+  }
+  sa.log.info(`${sa.tag}: authenticating as '${identityText(sa.localId)}' with PSK${c.child ? `, proposing CHILD_SA ${c.child.name} SPI ${spiHex(c.childSpi)}` : ''}`);
+  sa.request(ExchangeType.IKE_AUTH, payloads, (_msg, inner) => onAuthResponse(ctx, sa, inner, psk));
+}
+
+async function onAuthResponse(ctx: V2Context, sa: IkeSaV2, payloads: Payload[], psk: Buffer): Promise<void> {
+  const c = sa.initCtx!;
+  if (findNotify(payloads, NotifyType.AUTHENTICATION_FAILED)) {
+    ctx.counters.authFailures++;
+    ctx.log.error(`${sa.tag}: peer rejected our authentication (AUTHENTICATION_FAILED): check the PSK and identities`);
+    await ctx.destroy(sa, 'AUTHENTICATION_FAILED from peer');
+    return;
+  }
+  const idr = findPayload(payloads, PayloadType.IDr), auth = findPayload(payloads, PayloadType.AUTH);
+  if (!idr || !auth) {
+    const e = payloads.find((p) => p.type === PayloadType.NOTIFY && p.notifyType < 16384);
+    await ctx.destroy(sa, e && e.type === PayloadType.NOTIFY ? `IKE_AUTH failed: peer sent ${notifyName(e.notifyType)}` : 'IKE_AUTH response lacks IDr or AUTH');
+    return;
+  }
+  const rid: Identity = { type: idr.idType, data: idr.data };
+  if (!identityMatches(sa.conn.remote.id, rid)) return authFailed(ctx, sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
+  if (auth.method !== 2) return authFailed(ctx, sa, `peer used AUTH method ${auth.method}, expected PSK (2)`);
+  if (!safeEqual(auth.data, authValue(sa, psk, false, rid))) return authFailed(ctx, sa, `AUTH payload from '${identityText(rid)}' does not verify: the PSK differs`);
+  sa.remoteId = rid;
+  established(ctx, sa);
+
+  if (!c.child) return;
+  const childErr = payloads.find((p) => p.type === PayloadType.NOTIFY && p.notifyType < 16384);
+  if (childErr && childErr.type === PayloadType.NOTIFY) return childFailed(ctx, sa, c.childSpi, `peer refused CHILD_SA ${c.child.name}: ${notifyName(childErr.notifyType)}`);
+  const saP = findPayload(payloads, PayloadType.SA), tsi = findPayload(payloads, PayloadType.TSi), tsr = findPayload(payloads, PayloadType.TSr);
+  if (!saP || !tsi || !tsr) return childFailed(ctx, sa, c.childSpi, `IKE_AUTH response has no CHILD_SA for ${c.child.name}`);
+  const sel = acceptEspResponse(c.childProposals, saP.proposals);
+  if (!sel) return childFailed(ctx, sa, c.childSpi, 'peer chose an ESP proposal we did not offer');
+  // 2.9: the responder may only narrow what we proposed.
+  const offeredI = c.child.localTs.map((t) => fromConfig(t, sa.local.address)), offeredR = c.child.remoteTs.map((t) => fromConfig(t, sa.remote.address));
+  if (!tsi.selectors.every((t) => offeredI.some((o) => contains(o, t))) || !tsr.selectors.every((t) => offeredR.some((o) => contains(o, t))))
+    return childFailed(ctx, sa, c.childSpi, `peer's traffic selectors ${tsi.selectors.map(tsText).join(',')} === ${tsr.selectors.map(tsText).join(',')} are not within ours`);
+  const transport = !!findNotify(payloads, NotifyType.USE_TRANSPORT_MODE);
+  if (c.child.mode === 'transport' && !transport) return childFailed(ctx, sa, c.childSpi, 'peer refused transport mode');
+  await setupChild(ctx, sa, c.child, c.childSpi, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors);
+}
+
+/** Initiator side: the responder's AUTH failed us; tell it (2.21.2) and drop the SA. */
+async function authFailed(ctx: V2Context, sa: IkeSaV2, why: string): Promise<void> {
+  ctx.counters.authFailures++;
+  ctx.log.error(`${sa.tag}: AUTHENTICATION_FAILED: ${why}`);
+  sa.request(ExchangeType.INFORMATIONAL, [notify(NotifyType.AUTHENTICATION_FAILED)], async () => undefined);
+  await ctx.destroy(sa, why);
+}
+
+async function childFailed(ctx: V2Context, sa: IkeSaV2, spi: number, why: string): Promise<void> {
+  await ctx.dp.deleteSa(spi, 'in').catch(() => undefined);
+  ctx.log.warn(`${sa.tag}: ${why}`);
+  ctx.childFailed(sa, why);
+}
+
+function established(ctx: V2Context, sa: IkeSaV2): void {
+  sa.establishedAt = ctx.clock.now();
+  sa.setState('ESTABLISHED', `'${identityText(sa.localId!)}' <-> '${identityText(sa.remoteId!)}' authenticated with PSK`);
+  ctx.counters.ikeEstablished++;
+  ctx.ikeUp(sa);
+}
+
+/** 2.17: derive KEYMAT from SK_d and the IKE_SA_INIT nonces, then install in- before outbound. */
+async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, spiIn: number, sel: EspSelection, mode: 'tunnel' | 'transport', tsi: TrafficSelector[], tsr: TrafficSelector[]): Promise<ChildSa | null> {
+  const keys = deriveChildKeys(sa.selection!.prf, sa.keys!.skD, sa.nonceI, sa.nonceR, sel.encr, sel.integ);
+  const spiOut = sel.spi.readUInt32BE(0);
+  const [localTs, remoteTs] = sa.initiator ? [tsi, tsr] : [tsr, tsi];
+  const child = newChild(cfg, spiIn, spiOut, mode, sel, keys, localTs, remoteTs, sa.conn.encap || sa.nat.local || sa.nat.remote);
+  ctx.log.secret(() => `${sa.tag}: CHILD_SA ${cfg.name} keys encr_i ${keys.encrI.toString('hex')} integ_i ${keys.integI.toString('hex')} encr_r ${keys.encrR.toString('hex')} integ_r ${keys.integR.toString('hex')}`);
+  try {
+    await installChild(ctx.dp, child, sa.initiator, sa.local, sa.remote, `${sa.conn.name}/${cfg.name}`);
+  } catch (e) {
+    ctx.log.error(`${sa.tag}: installing CHILD_SA ${cfg.name} failed: ${(e as Error).message}`);
+    ctx.childFailed(sa, `install failed: ${(e as Error).message}`);
+    return null;
+  }
+  child.installedAt = ctx.clock.now();
+  sa.children.push(child);
+  ctx.log.info(`${sa.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} established with SPIs ${spiHex(spiIn)}_i ${spiHex(spiOut)}_o and TS ${localTs.map(tsText).join(',')} === ${remoteTs.map(tsText).join(',')}`);
+  ctx.childUp(sa, child);
+  return child;
+}
+
+/** Picks the connection for the initiator's identity among those that matched its addresses. */
+function pickConnection(ctx: V2Context, sa: IkeSaV2, idi: Identity, idr: Identity | null): ConnectionConfig | null {
+  const conns = candidates(ctx, sa.local, sa.remote).filter((c) =>
+    identityMatches(c.remote.id, idi) && (!idr || c.local.id.type === 'any' || identityMatches(c.local.id, idr)));
+  // A connection naming the peer exactly is preferred over one that takes %any.
+  return conns.find((c) => c.remote.id.type !== 'any') ?? conns[0] ?? null;
+}
+
+export async function handleAuthRequest(ctx: V2Context, sa: IkeSaV2, messageId: number, payloads: Payload[]): Promise<void> {
+  const idi = findPayload(payloads, PayloadType.IDi), auth = findPayload(payloads, PayloadType.AUTH);
+  const fail = async (why: string, n: number = NotifyType.AUTHENTICATION_FAILED): Promise<void> => {
+    ctx.counters.authFailures++;
+    ctx.log.error(`${sa.tag}: ${notifyName(n)}: ${why}`);
+    sa.sendResponse(ExchangeType.IKE_AUTH, messageId, [notify(n)]);
+    await ctx.destroy(sa, why);
+  };
+  if (!idi || !auth) return fail('IKE_AUTH request lacks IDi or AUTH', NotifyType.INVALID_SYNTAX);
+  const rid: Identity = { type: idi.idType, data: idi.data };
+  const idrP = findPayload(payloads, PayloadType.IDr);
+  const conn = pickConnection(ctx, sa, rid, idrP ? { type: idrP.idType, data: idrP.data } : null);
+  if (!conn) return fail(`no connection accepts peer identity '${identityText(rid)}' from ${sa.remote.address}`);
+  sa.conn = conn;
+  sa.localId = localIdentity(conn.local.id, sa.local.address);
+  if (auth.method !== 2) return fail(`peer '${identityText(rid)}' used AUTH method ${auth.method}; ${conn.name} expects PSK (2)`);
+  const psk = findPsk(ctx, identityText(sa.localId), identityText(rid));
+  if (!psk) return fail(`no PSK for '${identityText(sa.localId)}' - '${identityText(rid)}'`);
+  if (!safeEqual(auth.data, authValue(sa, psk, true, rid))) return fail(`AUTH payload from '${identityText(rid)}' does not verify: the PSK differs`);
+  sa.remoteId = rid;
+
+  const out: Payload[] = [idPayload(PayloadType.IDr, sa.localId), { type: PayloadType.AUTH, critical: false, method: 2, data: authValue(sa, psk, false, sa.localId) }];
+  established(ctx, sa);
+  out.push(...await respondChild(ctx, sa, payloads));
+  sa.sendResponse(ExchangeType.IKE_AUTH, messageId, out);
+}
+
+/** The CHILD_SA part of an IKE_AUTH response; a failure here leaves the IKE SA up (1.2). */
+async function respondChild(ctx: V2Context, sa: IkeSaV2, payloads: Payload[]): Promise<Payload[]> {
+  const saP = findPayload(payloads, PayloadType.SA), tsi = findPayload(payloads, PayloadType.TSi), tsr = findPayload(payloads, PayloadType.TSr);
+  if (!saP || !tsi || !tsr) return [];
+  let match: { cfg: ChildConfig; tsi: TrafficSelector[]; tsr: TrafficSelector[] } | null = null;
+  for (const cfg of sa.conn.children) {
+    const ni = narrow(tsi.selectors, cfg.remoteTs.map((t) => fromConfig(t, sa.remote.address)));
+    const nr = narrow(tsr.selectors, cfg.localTs.map((t) => fromConfig(t, sa.local.address)));
+    if (ni.length && nr.length) { match = { cfg, tsi: ni, tsr: nr }; break; }
+  }
+  if (!match) {
+    ctx.log.warn(`${sa.tag}: traffic selectors ${tsi.selectors.map(tsText).join(',')} === ${tsr.selectors.map(tsText).join(',')} match no child of ${sa.conn.name}: TS_UNACCEPTABLE`);
+    ctx.childFailed(sa, 'TS_UNACCEPTABLE');
+    return [notify(NotifyType.TS_UNACCEPTABLE)];
+  }
+  const sel = selectEsp(match.cfg.espProposals, saP.proposals, false);
+  if (!sel) {
+    ctx.log.warn(`${sa.tag}: no acceptable ESP proposal for CHILD_SA ${match.cfg.name}: NO_PROPOSAL_CHOSEN`);
+    ctx.childFailed(sa, 'NO_PROPOSAL_CHOSEN');
+    return [notify(NotifyType.NO_PROPOSAL_CHOSEN)];
+  }
+  // 1.3.1: transport mode only when both ask for it.
+  const mode = findNotify(payloads, NotifyType.USE_TRANSPORT_MODE) && match.cfg.mode === 'transport' ? 'transport' : 'tunnel';
+  let spiIn: number;
+  try { spiIn = await ctx.dp.allocateSpi(); } catch (e) {
+    ctx.log.error(`${sa.tag}: cannot allocate an SPI: ${(e as Error).message}`);
+    return [notify(NotifyType.TEMPORARY_FAILURE)];
+  }
+  const child = await setupChild(ctx, sa, match.cfg, spiIn, sel, mode, match.tsi, match.tsr);
+  if (!child) return [notify(NotifyType.NO_PROPOSAL_CHOSEN)];
+  const accepted = espProposals([{ text: '', encr: [sel.encr], integ: sel.integ ? [sel.integ] : [], dh: [], esn: [sel.esn] }], spiBuf(spiIn), false)[0]!;
+  return [
+    ...(mode === 'transport' ? [notify(NotifyType.USE_TRANSPORT_MODE)] : []),
+    { type: PayloadType.SA, critical: false, proposals: [{ ...accepted, num: sel.num }] },
+    { type: PayloadType.TSi, critical: false, selectors: match.tsi },
+    { type: PayloadType.TSr, critical: false, selectors: match.tsr },
+  ];
+}

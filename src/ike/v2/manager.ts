@@ -1,0 +1,286 @@
+/**
+ * The IKEv2 SA manager: demultiplexes received messages to their SA by SPI,
+ * enforces message-ID rules (RFC 7296 2.2, 2.3), answers retransmitted
+ * requests from the cached response (2.1), and owns the SA tables.
+ */
+import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
+import type { ConnectionConfig, StyxConfig } from '../../config/model.js';
+import type { DataplaneBackend, Endpoint } from '../../dataplane/api.js';
+import { fmt, type Sender } from '../../net/sockets.js';
+import { StyxError } from '../../util/errors.js';
+import type { Logger } from '../../util/log.js';
+import type { Clock } from '../../util/timers.js';
+import { ExchangeType, NotifyType, nameOf } from '../../wire/ikev2/constants.js';
+import type { IkeMessage } from '../../wire/ikev2/types.js';
+import { checkExchangePayloads, decodeMessage, describe, notify, unsupportedCritical } from '../../wire/ikev2/index.js';
+import { handleAuthRequest } from './auth.js';
+import { spiHex, uninstallChild, type ChildSa } from './child-sa.js';
+import type { IkeCounters, V2Context } from './context.js';
+import { IkeSaV2 } from './ike-sa.js';
+import { deleteIkeSa, handleInformationalRequest, livenessCheck } from './info.js';
+import { handleInitRequest, startInitiator } from './init.js';
+
+export interface ManagerEvents {
+  'ike-up': [IkeSaV2];
+  'ike-down': [IkeSaV2, string];
+  'child-up': [IkeSaV2, ChildSa];
+  'child-failed': [IkeSaV2, string];
+}
+
+const COOKIE_SECRET_LIFETIME_MS = 5 * 60 * 1000;
+
+export class IkeV2Manager implements V2Context {
+  readonly counters: IkeCounters = { malformed: 0, integrityFailures: 0, unknownSpi: 0, retransmitsAnswered: 0, cookiesSent: 0, halfOpen: 0, ikeEstablished: 0, authFailures: 0 };
+  readonly events = new EventEmitter<ManagerEvents>();
+  private bySpi = new Map<string, IkeSaV2>();
+  private halfOpen = new Map<string, IkeSaV2>();
+  private cookie = { current: randomBytes(32), previous: randomBytes(32), version: 1, at: 0 };
+  private cfg: StyxConfig;
+
+  constructor(
+    cfg: StyxConfig,
+    readonly dp: DataplaneBackend,
+    readonly sender: Sender & { localFor(remote: string, port: number, preferred?: string): Endpoint | undefined },
+    readonly clock: Clock,
+    readonly log: Logger,
+  ) {
+    this.cfg = cfg;
+  }
+
+  config(): StyxConfig { return this.cfg; }
+  setConfig(cfg: StyxConfig): void { this.cfg = cfg; }
+  get sas(): IkeSaV2[] { return [...new Set(this.bySpi.values())].filter((s) => s.state !== 'DESTROYED'); }
+
+  register(sa: IkeSaV2): void {
+    this.bySpi.set(sa.ourSpi.toString('hex'), sa);
+    if (!sa.initiator && sa.state !== 'ESTABLISHED') this.halfOpen.set(halfOpenKey(sa.spiI, sa.remote), sa);
+  }
+
+  halfOpenCount(): number { return [...this.halfOpen.values()].filter((s) => s.state === 'CONNECTING').length; }
+
+  cookieSecret(): { current: Buffer; previous: Buffer; version: number } {
+    if (this.clock.now() - this.cookie.at > COOKIE_SECRET_LIFETIME_MS) {
+      this.cookie = { current: randomBytes(32), previous: this.cookie.current, version: this.cookie.version + 1, at: this.clock.now() };
+    }
+    return this.cookie;
+  }
+
+  ikeUp(sa: IkeSaV2): void {
+    this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
+    this.events.emit('ike-up', sa);
+    this.scheduleLiveness(sa);
+  }
+  childUp(sa: IkeSaV2, child: ChildSa): void { this.events.emit('child-up', sa, child); }
+  childFailed(sa: IkeSaV2, reason: string): void { this.events.emit('child-failed', sa, reason); }
+
+  async destroy(sa: IkeSaV2, reason: string): Promise<void> {
+    if (sa.state === 'DESTROYED') return;
+    for (const child of sa.children) {
+      try {
+        await uninstallChild(this.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`);
+        this.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o deleted`);
+      } catch (e) {
+        this.log.error(`${sa.tag}: removing CHILD_SA ${child.config.name} from the data plane failed: ${(e as Error).message}`);
+      }
+    }
+    sa.children = [];
+    if (sa.initCtx?.childSpi && sa.state !== 'ESTABLISHED') await this.dp.deleteSa(sa.initCtx.childSpi, 'in').catch(() => undefined);
+    if (this.bySpi.get(sa.ourSpi.toString('hex')) === sa) this.bySpi.delete(sa.ourSpi.toString('hex'));
+    this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
+    sa.destroy();
+    this.log.info(`${sa.tag}: IKE SA destroyed: ${reason}`);
+    this.events.emit('ike-down', sa, reason);
+    if (sa.conn.dpdAction === 'restart' && /did not answer|not confirm|liveness/.test(reason) && sa.establishedAt !== null) {
+      this.log.info(`${sa.conn.name}: restarting after the peer was lost`);
+      try { this.initiate(sa.conn.name); } catch (e) { this.log.warn(`${sa.conn.name}: restart failed: ${(e as Error).message}`); }
+    }
+  }
+
+  /** 2.4: when dpd_delay is set, an empty INFORMATIONAL every interval; a peer that never answers is dead. */
+  private scheduleLiveness(sa: IkeSaV2): void {
+    const delay = sa.conn.dpdDelay;
+    if (delay <= 0) return;
+    this.clock.setTimeout(() => {
+      if (sa.state !== 'ESTABLISHED') return;
+      sa.onGiveUp = () => { void this.destroy(sa, 'liveness check: peer did not answer'); };
+      livenessCheck(sa, () => this.scheduleLiveness(sa));
+    }, delay * 1000);
+  }
+
+  /** Starts an IKE SA for a configured connection ('conn' or 'conn/child'). */
+  initiate(name: string): IkeSaV2 {
+    const [connName, childName] = name.split('/') as [string, string | undefined];
+    const conn = this.cfg.connections.find((c) => c.name === connName);
+    if (!conn) throw new StyxError('ERR_NO_CONN', `no connection named '${connName}'`);
+    if (conn.version !== 2) throw new StyxError('ERR_VERSION', `connection '${connName}' is IKEv${conn.version}`);
+    const child = childName ? conn.children.find((c) => c.name === childName) : conn.children[0];
+    if (childName && !child) throw new StyxError('ERR_NO_CHILD', `connection '${connName}' has no child '${childName}'`);
+    const remoteAddr = conn.remoteAddrs.find((a) => a !== '%any' && !a.includes('/'));
+    if (!remoteAddr) throw new StyxError('ERR_NO_PEER', `connection '${connName}' has no remote address to initiate to`);
+    const pinned = conn.localAddrs.find((a) => a !== '%any');
+    const local = this.sender.localFor(remoteAddr, conn.localPort, pinned);
+    if (!local) throw new StyxError('ERR_NO_SOCKET', `no local socket on port ${conn.localPort} to reach ${remoteAddr}`);
+    return startInitiator(this, conn, child ?? null, local, { address: remoteAddr, port: conn.remotePort });
+  }
+
+  /** Resolves when the IKE SA (and its first CHILD_SA, if any) is up; rejects with the reason otherwise. */
+  initiateAndWait(name: string, timeoutMs: number): Promise<IkeSaV2> {
+    return new Promise((resolve, reject) => {
+      let sa: IkeSaV2;
+      const done = (fn: () => void): void => {
+        timer.cancel();
+        this.events.off('ike-down', onDown); this.events.off('child-up', onChild); this.events.off('child-failed', onChildFail); this.events.off('ike-up', onIke);
+        fn();
+      };
+      const onDown = (s: IkeSaV2, why: string): void => { if (s === sa) done(() => reject(new Error(`${s.tag}: ${why}`))); };
+      const onChild = (s: IkeSaV2): void => { if (s === sa) done(() => resolve(s)); };
+      const onChildFail = (s: IkeSaV2, why: string): void => { if (s === sa) done(() => reject(new Error(`${s.tag}: IKE SA established, CHILD_SA failed: ${why}`))); };
+      const onIke = (s: IkeSaV2): void => { if (s === sa && !s.initCtx?.child) done(() => resolve(s)); };
+      const timer = this.clock.setTimeout(() => done(() => reject(new Error(`${name}: not established within ${timeoutMs / 1000}s`))), timeoutMs);
+      this.events.on('ike-down', onDown); this.events.on('child-up', onChild); this.events.on('child-failed', onChildFail); this.events.on('ike-up', onIke);
+      try { sa = this.initiate(name); } catch (e) { done(() => reject(e)); }
+    });
+  }
+
+  /** Deletes every IKE SA of a connection (1.4.1). */
+  async terminate(name: string): Promise<number> {
+    const list = this.sas.filter((s) => s.conn.name === name);
+    // Not through the SA's work queue: the delete completes when the response is processed there.
+    await Promise.all(list.map((sa) => deleteIkeSa(this, sa, 'terminated by user')));
+    return list.length;
+  }
+
+  async shutdown(): Promise<void> {
+    await Promise.all(this.sas.map((sa) => Promise.race([deleteIkeSa(this, sa, 'daemon stopping'), new Promise<void>((r) => setTimeout(r, 1500).unref())])));
+    for (const sa of this.sas) await this.destroy(sa, 'daemon stopped');
+  }
+
+  /** Entry point from net/: one datagram of IKE. Never throws. */
+  receive(data: Buffer, local: Endpoint, remote: Endpoint): void {
+    let msg: IkeMessage;
+    try {
+      msg = decodeMessage(data);
+    } catch (e) {
+      this.counters.malformed++;
+      if (e instanceof StyxError) this.log.info(`dropped message from ${fmt(remote)}: ${e.message}`);
+      else this.log.error(`dropped message from ${fmt(remote)}: decoder bug: ${(e as Error).stack}`);
+      return;
+    }
+    const h = msg.header;
+    this.log.debug(`received ${describe(msg)} from ${fmt(remote)} (${data.length} bytes)`);
+    if (h.exchangeType === ExchangeType.IKE_SA_INIT && !h.flags.response) {
+      const existing = this.halfOpen.get(halfOpenKey(h.spiI, remote));
+      if (existing) {
+        // 2.1: a retransmitted IKE_SA_INIT gets the same answer; anything else from that SPI is dropped.
+        if (existing.initRequest.equals(data)) { this.counters.retransmitsAnswered++; existing.resendLastResponse(); }
+        return;
+      }
+      if (!h.spiR.equals(Buffer.alloc(8)) || h.messageId !== 0) { this.counters.malformed++; this.log.info(`dropped IKE_SA_INIT request from ${fmt(remote)}: nonzero SPIr or message ID`); return; }
+      try {
+        checkExchangePayloads(h.exchangeType, false, msg.payloads);
+      } catch (e) {
+        this.counters.malformed++;
+        this.log.info(`dropped IKE_SA_INIT from ${fmt(remote)}: ${(e as Error).message}`);
+        return;
+      }
+      const crit = unsupportedCritical(msg.payloads);
+      if (crit !== undefined) {
+        this.log.info(`IKE_SA_INIT from ${fmt(remote)} has critical payload type ${crit} that styx does not support`);
+        return;
+      }
+      void handleInitRequest(this, msg, data, local, remote).catch((e: unknown) => this.log.error(`IKE_SA_INIT from ${fmt(remote)}: ${(e as Error).stack}`));
+      return;
+    }
+    // The sender's role flag says whose SPI is ours (3.1).
+    const ours = h.flags.initiator ? h.spiR : h.spiI;
+    const sa = this.bySpi.get(ours.toString('hex'));
+    if (!sa || sa.initiator === h.flags.initiator) {
+      this.counters.unknownSpi++;
+      this.log.debug(`dropped ${nameOf(ExchangeType, h.exchangeType)} from ${fmt(remote)}: no IKE SA with SPI ${ours.toString('hex')}`);
+      return;
+    }
+    void sa.enqueue(() => this.process(sa, msg, data));
+  }
+
+  private open(sa: IkeSaV2, msg: IkeMessage): ReturnType<IkeSaV2['decrypt']> | null {
+    try {
+      const inner = sa.decrypt(msg);
+      checkExchangePayloads(msg.header.exchangeType, msg.header.flags.response, inner);
+      return inner;
+    } catch (e) {
+      if (!(e instanceof StyxError)) throw e;
+      if (e.code === 'ERR_INTEGRITY') this.counters.integrityFailures++; else this.counters.malformed++;
+      this.log.info(`${sa.tag}: dropped ${nameOf(ExchangeType, msg.header.exchangeType)} ${msg.header.flags.response ? 'response' : 'request'} ${msg.header.messageId}: ${e.message}`);
+      return null;
+    }
+  }
+
+  private async process(sa: IkeSaV2, msg: IkeMessage, raw: Buffer): Promise<void> {
+    if (sa.state === 'DESTROYED') return;
+    const h = msg.header;
+    if (h.flags.response) {
+      const p = sa.pending;
+      if (!p || p.messageId !== h.messageId || p.exchange !== h.exchangeType) {
+        this.log.debug(`${sa.tag}: dropped unexpected response ${h.messageId}`);
+        return;
+      }
+      const inner = this.open(sa, msg);
+      if (!inner) return;
+      sa.completeRequest();
+      this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} response ${h.messageId} [${inner.map(short).join(' ')}]`);
+      await p.onResponse(msg, inner, raw);
+      sa.next();
+      return;
+    }
+    // 2.2: the request we already answered is answered again from the cache.
+    if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
+      // A real retransmission is byte-identical; anything else with that ID is checked and dropped.
+      if (sa.lastRequest?.equals(raw)) {
+        this.counters.retransmitsAnswered++;
+        this.log.debug(`${sa.tag}: retransmitting response ${h.messageId}`);
+        sa.resendLastResponse();
+      } else if (this.open(sa, msg)) {
+        this.log.info(`${sa.tag}: dropped a different request reusing message ID ${h.messageId}`);
+      }
+      return;
+    }
+    if (h.messageId !== sa.expectedRequestId) {
+      this.log.debug(`${sa.tag}: dropped request with message ID ${h.messageId}, expected ${sa.expectedRequestId}`);
+      return;
+    }
+    const inner = this.open(sa, msg);
+    if (!inner) return;
+    this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} request ${h.messageId} [${inner.map(short).join(' ')}]`);
+    sa.expectedRequestId++;
+    sa.lastRequest = raw;
+    // 2.5: a critical payload we do not understand rejects the whole message.
+    const crit = unsupportedCritical(inner);
+    if (crit !== undefined) {
+      this.log.info(`${sa.tag}: request carries unsupported critical payload ${crit}: UNSUPPORTED_CRITICAL_PAYLOAD`);
+      sa.sendResponse(h.exchangeType, h.messageId, [notify(NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD, Buffer.from([crit]))]);
+      return;
+    }
+    switch (h.exchangeType) {
+      case ExchangeType.IKE_AUTH:
+        if (sa.initiator || sa.state !== 'CONNECTING') { this.log.info(`${sa.tag}: unexpected IKE_AUTH request`); sa.sendResponse(h.exchangeType, h.messageId, [notify(NotifyType.INVALID_SYNTAX)]); return; }
+        await handleAuthRequest(this, sa, h.messageId, inner);
+        return;
+      case ExchangeType.INFORMATIONAL:
+        await handleInformationalRequest(this, sa, h.messageId, inner);
+        return;
+      case ExchangeType.CREATE_CHILD_SA:
+        // Rekeying and further CHILD_SAs are not negotiated yet; 1.3 lets us refuse with NO_ADDITIONAL_SAS.
+        this.log.info(`${sa.tag}: refusing CREATE_CHILD_SA: NO_ADDITIONAL_SAS`);
+        sa.sendResponse(h.exchangeType, h.messageId, [notify(NotifyType.NO_ADDITIONAL_SAS)]);
+        return;
+      default:
+        this.log.info(`${sa.tag}: unknown exchange type ${h.exchangeType}: ignored`);
+    }
+  }
+
+  connection(name: string): ConnectionConfig | undefined { return this.cfg.connections.find((c) => c.name === name); }
+}
+
+const halfOpenKey = (spiI: Buffer, remote: Endpoint): string => `${spiI.toString('hex')}/${remote.address}/${remote.port}`;
+const short = (p: IkeMessage['payloads'][number]): string => (p.type === 'unknown' ? `U${p.rawType}` : String(p.type));
