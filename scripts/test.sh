@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The project's test command (`npm test`): installs what the tests need on a
+# Debian machine, builds, runs the unit tests and then the interop tests
+# against strongSwan in network namespaces, and ends with one line
+# `N passed, N failed[, N skipped]` summing both suites.
+#
+#   STYX_SKIP_INTEROP=1   unit tests only (and no strongSwan install)
+#   STYX_KEEP_LOGS=1      keep interop logs under ${TMPDIR:-/tmp}/styx-interop
+#   STYX_FORCE_NPM_CI=1   run npm ci even when node_modules looks current
+#   CI=true               interop prerequisites that are missing fail instead of skipping
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=lib/deps.sh
+. scripts/lib/deps.sh
+
+passed=0 failed=0 skipped=0 status=0
+failures=()
+work=$(mktemp -d "${TMPDIR:-/tmp}/styx-test.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+step_failed() { styx_log "FAILED: $*"; failures+=("$*"); status=1; }
+
+# Runs mocha with the spec reporter, shown as it runs, and adds its
+# 'N passing' / 'N failing' / 'N pending' to the totals. A mocha that dies
+# before reporting (an import error, no test files) counts as one failure so
+# the summary never claims success for a suite that did not run.
+run_mocha() {
+  local name=$1; shift
+  local out="$work/$name.out" rc=0 p f s
+  styx_log "$name tests: mocha $*"
+  npx mocha --reporter spec "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+  # Strip colour codes before reading the counts.
+  p=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -Eo '^ *[0-9]+ passing' | grep -Eo '[0-9]+' | tail -1 || true)
+  f=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -Eo '^ *[0-9]+ failing' | grep -Eo '[0-9]+' | tail -1 || true)
+  s=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -Eo '^ *[0-9]+ pending' | grep -Eo '[0-9]+' | tail -1 || true)
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0})); skipped=$((skipped + ${s:-0}))
+  if [ -z "$p$f" ] && [ $rc -ne 0 ]; then
+    failed=$((failed + 1))
+  fi
+  [ $rc -eq 0 ] || step_failed "$name tests (mocha exit $rc)"
+}
+
+styx_check_node || exit 1
+
+if [ "${STYX_SKIP_INTEROP:-0}" = 1 ]; then
+  styx_log "STYX_SKIP_INTEROP=1: unit tests only"
+else
+  styx_apt_install "${STYX_APT_TEST_PACKAGES[@]}" || step_failed "apt-get install"
+  styx_stop_system_strongswan
+fi
+
+styx_npm_install || { step_failed "npm install"; echo "0 passed, 1 failed"; exit 1; }
+
+styx_log "npm run build"
+# tsc emits dist/ even with type errors, so the tests still run and report;
+# the build failure alone makes the run fail.
+npm run build || step_failed "build (tsc reported errors)"
+
+run_mocha unit --recursive 'dist/test/unit/**/*.test.js'
+
+if [ "${STYX_SKIP_INTEROP:-0}" != 1 ]; then
+  # --exit: a daemon a test forgot to stop must not hang the run; the
+  # namespaces it lived in are reaped below.
+  run_mocha interop --config test/interop/mocharc.json 'dist/test/interop/**/*.test.js'
+  if [ "$(id -u)" = 0 ]; then
+    bash scripts/lib/netns.sh reap styxt >/dev/null 2>&1 || true
+  fi
+fi
+
+for f in ${failures[@]+"${failures[@]}"}; do styx_log "failed step: $f"; done
+summary="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary="$summary, $skipped skipped"
+echo
+echo "$summary"
+exit $status
