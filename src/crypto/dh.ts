@@ -78,7 +78,7 @@ export class ModpExchange implements KeyExchange {
     if (peerPublic.length !== len) {
       throw new MalformedError('KE data', `group ${this.group} needs ${len} bytes, got ${peerPublic.length}`);
     }
-    // NIST SP 800-56A 5.6.2.3.1 / RFC 6989 2.1: 0, 1 and p-1 (and anything >= p) force a guessable secret.
+    // RFC 6989 (and NIST SP 800-56A): 0, 1 and p-1 (and anything >= p) force a guessable secret.
     const one = Buffer.alloc(len);
     one[len - 1] = 1;
     if (Buffer.compare(peerPublic, one) <= 0 || Buffer.compare(peerPublic, this.primeMinus1) >= 0) {
@@ -96,7 +96,7 @@ export class ModpExchange implements KeyExchange {
 
 /**
  * RFC 5903 ECP groups: KE data is x || y, each the field size (section 7);
- * the shared secret is the x coordinate alone (section 9).
+ * the shared secret is the x coordinate alone (also section 7).
  */
 export class EcpExchange implements KeyExchange {
   readonly publicValue: Buffer;
@@ -121,7 +121,7 @@ export class EcpExchange implements KeyExchange {
     if (peerPublic.length !== 2 * this.coordLength) {
       throw new MalformedError('KE data', `group ${this.group} needs ${2 * this.coordLength} bytes, got ${peerPublic.length}`);
     }
-    // RFC 5903 / RFC 6989 2.3: the point must be on the curve; OpenSSL checks that and rejects it.
+    // RFC 6989: the point must be on the curve; OpenSSL checks that and throws.
     try {
       return leftPad(this.ecdh.computeSecret(Buffer.concat([Buffer.from([0x04]), peerPublic])), this.coordLength);
     } catch (e) {

@@ -6,7 +6,7 @@ import { DhId } from '../../../src/wire/ikev2/constants.js';
 
 const ALL_GROUPS = [DhId.MODP_1024, DhId.MODP_2048, DhId.MODP_3072, DhId.MODP_4096, DhId.ECP_256, DhId.ECP_384, DhId.ECP_521, DhId.CURVE25519];
 
-/** RFC 7296 2.14 (MODP: prime length), RFC 5903 9 (ECP: x only), RFC 8031 (32). */
+/** RFC 7296 2.14 (MODP: prime length), RFC 5903 7 (ECP: x only), RFC 8031 (32). */
 const SECRET_BYTES: Record<number, number> = { 2: 128, 14: 256, 15: 384, 16: 512, 19: 32, 20: 48, 21: 66, 31: 32 };
 
 const b64u = (b: Buffer): string => b.toString('base64url');
