@@ -19,7 +19,7 @@ export interface EncrInfo {
   readonly mode: EncrMode;
   /** Allowed Key Length attribute values in bits; 0 means the attribute must be absent. */
   readonly keyLengths: readonly number[];
-  /** RFC 4106 8.1 / RFC 5282 7.1 / RFC 7634 2: salt octets taken from the keying material after the key. */
+  /** RFC 4106 8.1 / RFC 5282 / RFC 7634 2: salt octets taken from the keying material after the key. */
   readonly saltBytes: number;
   /** Octets of IV carried in each SK payload / ESP packet. */
   readonly ivBytes: number;
@@ -104,7 +104,7 @@ export function integInfo(id: number): IntegInfo {
   return i;
 }
 
-/** SK_a / ESP integrity key octets; 0 for NONE, which goes with AEAD ciphers (RFC 5282 8). */
+/** SK_a / ESP integrity key octets; 0 for NONE, which goes with AEAD ciphers (RFC 5282). */
 export function integKeyBytes(id: number): number {
   return id === IntegId.NONE ? 0 : integInfo(id).keyBytes;
 }

@@ -146,7 +146,7 @@ const COUNTER_MASK = (1n << 64n) - 1n;
 /**
  * RFC 5282 / RFC 7634 SK payload. IV policy: a 64-bit counter that starts at
  * a random value per SkCipher (i.e. per key and direction) and increments per
- * message. RFC 5282 3.1 only requires that an IV never repeats under a key;
+ * message. RFC 4106 3.1 (followed by RFC 5282) only forbids repeating an IV under a key;
  * a counter guarantees that, where random IVs would only make it likely, and
  * the random start keeps the IV from revealing the message count. The
  * message ID is not used because retransmissions and INFORMATIONAL
@@ -181,7 +181,7 @@ class AeadSkCipher implements SkCipher {
   }
 
   sealedLength(plainLength: number): number {
-    // RFC 5282 3: no alignment needed, so no padding; the Pad Length octet is always there.
+    // RFC 5282: no alignment needed, so no padding; the Pad Length octet is always there.
     return this.info.ivBytes + plainLength + 1 + this.info.tagBytes;
   }
 
@@ -202,7 +202,7 @@ class AeadSkCipher implements SkCipher {
 
 /**
  * One direction's SK payload protection. For CBC, `integId` and `integKey`
- * give the ICV; for AEAD ciphers `integId` must be NONE (RFC 5282 8) and
+ * give the ICV; for AEAD ciphers `integId` must be NONE (RFC 5282) and
  * `integKey` null or empty. `encrKey` includes the AEAD salt. `ivSource` is
  * for known-answer tests only.
  */

@@ -27,7 +27,7 @@ function make(c: Case, ivSource?: (n: number) => Buffer) {
 }
 
 describe('crypto/registry: ENCR descriptors', () => {
-  it('key material sizes include the AEAD salt (RFC 4106 8.1, RFC 5282 7.1, RFC 7634 2)', () => {
+  it('key material sizes include the AEAD salt (RFC 4106 8.1, RFC 5282, RFC 7634 2)', () => {
     assert.equal(encrKeyBytes(EncrId.ENCR_AES_CBC, 128), 16);
     assert.equal(encrKeyBytes(EncrId.ENCR_AES_CBC, 256), 32);
     assert.equal(encrKeyBytes(EncrId.ENCR_AES_GCM_8, 128), 20);
