@@ -69,7 +69,7 @@ export class IkeSockets implements Sender {
 
   private open(address: string, port: number, natT: boolean): Promise<Bound> {
     return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: isIPv6(address) ? 'udp6' : 'udp4', reuseAddr: false, ipv6Only: true });
+      const sock = isIPv6(address) ? dgram.createSocket({ type: 'udp6', ipv6Only: true }) : dgram.createSocket({ type: 'udp4' });
       const onError = (e: Error): void => { sock.close(); reject(e); };
       sock.once('error', onError);
       sock.bind({ address, port, exclusive: true }, () => {

@@ -32,13 +32,17 @@ function natNotifies(sa: IkeSaV2): Payload[] {
   ];
 }
 
-/** 2.23: compares the peer's NAT hashes with what we see, to know which side is behind a NAT. */
-function detectNat(sa: IkeSaV2, payloads: Payload[]): void {
+/**
+ * 2.23: compares the peer's NAT hashes with what we see, to know which side
+ * is behind a NAT. The hashes cover the SPIs as they stand in that message's
+ * header, so SPIr is zero in the request.
+ */
+function detectNat(sa: IkeSaV2, payloads: Payload[], spiI: Buffer, spiR: Buffer): void {
   const src = payloads.filter((p): p is Extract<Payload, { type: typeof PayloadType.NOTIFY }> => p.type === PayloadType.NOTIFY && p.notifyType === NotifyType.NAT_DETECTION_SOURCE_IP);
   const dst = findNotify(payloads, NotifyType.NAT_DETECTION_DESTINATION_IP);
   if (!src.length || !dst) return;
-  sa.nat.local = !dst.data.equals(natHash(sa.spiI, sa.spiR, sa.local));
-  sa.nat.remote = !src.some((n) => n.data.equals(natHash(sa.spiI, sa.spiR, sa.remote)));
+  sa.nat.local = !dst.data.equals(natHash(spiI, spiR, sa.local));
+  sa.nat.remote = !src.some((n) => n.data.equals(natHash(spiI, spiR, sa.remote)));
   if (sa.nat.local || sa.nat.remote) sa.log.info(`${sa.tag}: NAT detected (${sa.nat.local ? 'local' : 'remote'} side)`);
 }
 
@@ -102,7 +106,7 @@ async function onInitResponse(ctx: V2Context, sa: IkeSaV2, msg: IkeMessage, payl
   sa.nonceR = nonce.data;
   sa.initResponse = Buffer.from(raw);
   ctx.register(sa);
-  detectNat(sa, payloads);
+  detectNat(sa, payloads, msg.header.spiI, msg.header.spiR);
   try {
     deriveKeys(ctx, sa, sel, c.ke.computeSecret(ke.data));
   } catch (e) {
@@ -217,7 +221,7 @@ export async function handleInitRequest(ctx: V2Context, msg: IkeMessage, raw: Bu
     return;
   }
   sa.setState('CONNECTING', `IKE_SA_INIT from ${remote.address}, proposal ${sel.num} accepted`);
-  detectNat(sa, payloads);
+  detectNat(sa, payloads, msg.header.spiI, msg.header.spiR);
   ctx.register(sa);
   sa.sendResponse(ExchangeType.IKE_SA_INIT, 0, [
     { type: PayloadType.SA, critical: false, proposals: [selectedProposal(sel.num, sel)] },

@@ -25,6 +25,8 @@ describe('ike/v2 exchanges between two in-process peers', () => {
     assert.equal(l.state, 'ESTABLISHED');
     assert.equal(r.state, 'ESTABLISHED');
     assert.ok(l.spiI.equals(r.spiI) && l.spiR.equals(r.spiR));
+    // 2.23: no NAT between the peers, and neither side may think there is one.
+    assert.deepEqual([l.nat, r.nat], [{ local: false, remote: false }, { local: false, remote: false }]);
     assert.deepEqual(l.keys, r.keys);
     const [lc] = l.children, [rc] = r.children;
     assert.ok(lc && rc);

@@ -1,0 +1,184 @@
+/**
+ * The composition root: reads the configuration, wires sockets, the IKE
+ * manager, the data plane and the control socket, and handles signals.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { loadConfig } from '../config/index.js';
+import type { StyxConfig } from '../config/model.js';
+import type { ChildSaInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
+import { startControlServer } from '../control/server.js';
+import { dhName, encrName, integName, prfName } from '../crypto/index.js';
+import type { DataplaneBackend } from '../dataplane/api.js';
+import { MemoryBackend } from '../dataplane/backends/memory/index.js';
+import { hostAddresses, IkeSockets } from '../net/sockets.js';
+import { StyxError } from '../util/errors.js';
+import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
+import { realClock } from '../util/timers.js';
+import { identityText, configIdText } from '../ike/identity.js';
+import { spiHex } from '../ike/v2/child-sa.js';
+import type { IkeSaV2 } from '../ike/v2/ike-sa.js';
+import { IkeV2Manager } from '../ike/v2/manager.js';
+import { tsText } from '../ike/ts.js';
+import { formatTrafficSelector } from '../config/addr.js';
+
+export interface DaemonOptions {
+  configPath: string;
+  socketPath?: string;
+  /** 'ike=debug,net=info' style overrides from the command line. */
+  logLevels?: string;
+}
+
+const log = logs.for('daemon');
+
+function applyLogLevels(cfg: StyxConfig, overrides?: string): void {
+  logs.setDefault(cfg.daemon.defaultLogLevel);
+  for (const [sub, level] of Object.entries(cfg.daemon.logLevels)) if (level) logs.setLevel(sub as Subsystem, level);
+  for (const part of (overrides ?? '').split(',').filter(Boolean)) {
+    const [sub, level] = part.split('=') as [string, string | undefined];
+    if (level === undefined && isLevel(sub)) { logs.setDefault(sub); continue; }
+    if (!(SUBSYSTEMS as readonly string[]).includes(sub) || level === undefined || !isLevel(level)) throw new StyxError('ERR_USAGE', `bad log level '${part}': use SUBSYSTEM=LEVEL with subsystems ${SUBSYSTEMS.join(',')}`);
+    logs.setLevel(sub as Subsystem, level);
+  }
+}
+
+/** '0.0.0.0' and '::' stand for every address of that family on this host. */
+function bindAddresses(listen: string[]): string[] {
+  const out = new Set<string>();
+  for (const a of listen) {
+    if (a === '0.0.0.0') hostAddresses().filter((h) => isIPv4(h)).forEach((h) => out.add(h));
+    else if (a === '::') hostAddresses().filter((h) => isIPv6(h)).forEach((h) => out.add(h));
+    else out.add(a);
+  }
+  return [...out];
+}
+
+function createBackend(cfg: StyxConfig): DataplaneBackend {
+  switch (cfg.daemon.dataplane) {
+    case 'memory': return new MemoryBackend();
+    default:
+      throw new StyxError('ERR_DATAPLANE', `data plane '${cfg.daemon.dataplane}' is not available in this version of styx; use 'memory'`);
+  }
+}
+
+export class Daemon implements ControlHandler {
+  private constructor(
+    private cfg: StyxConfig,
+    private readonly opts: DaemonOptions,
+    readonly manager: IkeV2Manager,
+    readonly sockets: IkeSockets,
+    readonly dp: DataplaneBackend,
+    private control: { close(): Promise<void> } | null,
+  ) {}
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const cfg = loadConfig(opts.configPath);
+    applyLogLevels(cfg, opts.logLevels);
+    const dp = createBackend(cfg);
+    let manager: IkeV2Manager | null = null;
+    const sockets = new IkeSockets(logs.for('net'), (data, local, remote) => manager?.receive(data, local, remote));
+    await sockets.bind(bindAddresses(cfg.daemon.listen), cfg.daemon.port, cfg.daemon.natPort);
+    manager = new IkeV2Manager(cfg, dp, sockets, realClock, logs.for('ike'));
+    const d = new Daemon(cfg, opts, manager, sockets, dp, null);
+    const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
+    d.control = await startControlServer(socketPath, d, logs.for('control'));
+    log.info(`styxd started: ${cfg.connections.length} connection(s) from ${cfg.file}, IKE on ${sockets.endpoints.map((e) => `${e.address}:${e.port}`).join(' ')}, control socket ${socketPath}, data plane ${dp.name}`);
+    d.startConnections();
+    return d;
+  }
+
+  private startConnections(): void {
+    for (const c of this.cfg.connections) {
+      if (c.startAction !== 'start' && !c.children.some((ch) => ch.startAction === 'start')) continue;
+      if (c.version !== 2) { log.warn(`${c.name}: IKEv1 is not available in this version of styx; not started`); continue; }
+      this.manager.initiateAndWait(c.name, 120_000).then(
+        (sa) => log.info(`${c.name}: up (${sa.tag})`),
+        (e: Error) => log.warn(`${c.name}: start failed: ${e.message}`),
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    log.info('styxd stopping: deleting SAs');
+    await this.manager.shutdown();
+    await this.control?.close();
+    await this.sockets.close();
+    await this.dp.close();
+  }
+
+  // ControlHandler
+
+  async list(): Promise<IkeSaInfo[]> {
+    return Promise.all(this.manager.sas.map((sa) => this.describeSa(sa)));
+  }
+
+  private async describeSa(sa: IkeSaV2): Promise<IkeSaInfo> {
+    const sel = sa.selection;
+    const children: ChildSaInfo[] = [];
+    for (const c of sa.children) {
+      const [inC, outC] = await Promise.all([this.dp.querySa(c.spiIn, 'in'), this.dp.querySa(c.spiOut, 'out')]);
+      const s = c.selection;
+      children.push({
+        name: c.config.name, uniqueId: c.uniqueId, state: c.state, mode: c.mode, protocol: 'esp',
+        spiIn: spiHex(c.spiIn), spiOut: spiHex(c.spiOut), encap: c.encap,
+        algorithms: { encr: encrName(s.encr.id, s.encr.keyLength), integ: s.integ ? integName(s.integ) : null, dh: s.dh ? dhName(s.dh) : null, esn: s.esn === 1 },
+        localTs: c.localTs.map(tsText), remoteTs: c.remoteTs.map(tsText), installedAt: c.installedAt,
+        bytesIn: String(inC?.bytes ?? 0n), bytesOut: String(outC?.bytes ?? 0n), packetsIn: String(inC?.packets ?? 0n), packetsOut: String(outC?.packets ?? 0n),
+      });
+    }
+    return {
+      name: sa.conn.name, uniqueId: sa.uniqueId, version: 2, state: sa.state, initiator: sa.initiator,
+      local: { address: sa.local.address, port: sa.local.port, id: sa.localId ? identityText(sa.localId) : configIdText(sa.conn.local.id) },
+      remote: { address: sa.remote.address, port: sa.remote.port, id: sa.remoteId ? identityText(sa.remoteId) : configIdText(sa.conn.remote.id) },
+      spiI: sa.spiI.toString('hex'), spiR: sa.spiR.toString('hex'),
+      algorithms: sel ? { encr: encrName(sel.encr.id, sel.encr.keyLength), integ: sel.integ ? integName(sel.integ) : null, prf: prfName(sel.prf), dh: dhName(sel.dh) } : { encr: '-', integ: null, prf: '-', dh: '-' },
+      establishedAt: sa.establishedAt, rekeyAt: null, nat: { ...sa.nat }, children,
+    };
+  }
+
+  async listConns(): Promise<ConnInfo[]> {
+    return this.cfg.connections.map((c) => ({
+      name: c.name, version: c.version, localAddrs: c.localAddrs, remoteAddrs: c.remoteAddrs,
+      localId: configIdText(c.local.id), remoteId: configIdText(c.remote.id),
+      children: c.children.map((ch) => ({ name: ch.name, localTs: ch.localTs.map((t) => t.dynamic ? 'dynamic' : formatTrafficSelector(t)), remoteTs: ch.remoteTs.map((t) => t.dynamic ? 'dynamic' : formatTrafficSelector(t)) })),
+    }));
+  }
+
+  async initiate(name: string, timeoutMs: number): Promise<string> {
+    const sa = await this.manager.initiateAndWait(name, timeoutMs);
+    const kids = sa.children.map((c) => `CHILD_SA ${c.config.name}{${c.uniqueId}} ${spiHex(c.spiIn)}_i ${spiHex(c.spiOut)}_o`).join(', ');
+    return `IKE SA ${sa.tag} established${kids ? `, ${kids}` : ''}`;
+  }
+
+  async terminate(name: string): Promise<string> {
+    if (!this.manager.connection(name)) throw new Error(`no connection named '${name}'`);
+    const n = await this.manager.terminate(name);
+    return n ? `deleted ${n} IKE SA(s) of ${name}` : `no IKE SA of ${name} is up`;
+  }
+
+  async reload(): Promise<string> {
+    const cfg = loadConfig(this.opts.configPath);
+    applyLogLevels(cfg, this.opts.logLevels);
+    this.cfg = cfg;
+    this.manager.setConfig(cfg);
+    log.info(`configuration reloaded: ${cfg.connections.length} connection(s); established SAs keep the settings they were made with`);
+    return `reloaded ${cfg.connections.length} connection(s)`;
+  }
+
+  async setLogLevel(subsystem: string, level: string): Promise<string> {
+    if (!isLevel(level)) throw new Error(`unknown level '${level}'`);
+    if (subsystem === 'all' || subsystem === 'default') { logs.setDefault(level); return `default log level ${level}`; }
+    if (!(SUBSYSTEMS as readonly string[]).includes(subsystem)) throw new Error(`unknown subsystem '${subsystem}' (${SUBSYSTEMS.join(', ')})`);
+    logs.setLevel(subsystem as Subsystem, level);
+    return `${subsystem} log level ${level}`;
+  }
+
+  async stats(): Promise<Record<string, number>> {
+    const c = this.manager.counters, n = this.sockets.counters;
+    return {
+      ...Object.fromEntries(Object.entries(c).map(([k, v]) => [`ike.${k}`, v])),
+      ...Object.fromEntries(Object.entries(n).map(([k, v]) => [`net.${k}`, v])),
+      'ike.sas': this.manager.sas.length,
+      'ike.halfOpen': this.manager.halfOpenCount(),
+    };
+  }
+}
