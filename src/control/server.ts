@@ -125,7 +125,9 @@ export async function startControlServer(path: string, handler: ControlHandler, 
       }
     };
 
+    let refused = false;
     sock.on('data', (chunk: string) => {
+      if (refused) return;
       buffered += chunk;
       let nl: number;
       while ((nl = buffered.indexOf('\n')) >= 0) {
@@ -137,7 +139,10 @@ export async function startControlServer(path: string, handler: ControlHandler, 
         log.warn(`${who}: request longer than ${MAX_LINE_BYTES} bytes, disconnecting`);
         send({ id: null, ok: false, error: `request too long (limit ${MAX_LINE_BYTES} bytes)` });
         buffered = '';
+        refused = true;
         sock.end();
+        // A client that keeps sending and never closes must not hold the connection open.
+        setTimeout(() => sock.destroy(), 1000).unref();
       }
     });
     sock.on('error', (e) => log.debug(`${who}: ${e.message}`));
