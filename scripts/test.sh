@@ -20,6 +20,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/styx-test.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
 step_failed() { styx_log "FAILED: $*"; failures+=("$*"); status=1; }
+# A failed step that is not a test run (install, build) still counts as one
+# failure, so the summary line agrees with the exit status.
+setup_failed() { step_failed "$@"; failed=$((failed + 1)); }
 
 # Runs mocha with the spec reporter, shown as it runs, and adds its
 # 'N passing' / 'N failing' / 'N pending' to the totals. A mocha that dies
@@ -46,16 +49,16 @@ styx_check_node || exit 1
 if [ "${STYX_SKIP_INTEROP:-0}" = 1 ]; then
   styx_log "STYX_SKIP_INTEROP=1: unit tests only"
 else
-  styx_apt_install "${STYX_APT_TEST_PACKAGES[@]}" || step_failed "apt-get install"
+  styx_apt_install "${STYX_APT_TEST_PACKAGES[@]}" || setup_failed "apt-get install"
   styx_stop_system_strongswan
 fi
 
-styx_npm_install || { step_failed "npm install"; echo "0 passed, 1 failed"; exit 1; }
+styx_npm_install || { styx_log "FAILED: npm install"; echo; echo "0 passed, 1 failed"; exit 1; }
 
 styx_log "npm run build"
 # tsc emits dist/ even with type errors, so the tests still run and report;
 # the build failure alone makes the run fail.
-npm run build || step_failed "build (tsc reported errors)"
+npm run build || setup_failed "build (tsc reported errors)"
 
 run_mocha unit --recursive 'dist/test/unit/**/*.test.js'
 

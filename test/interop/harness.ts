@@ -8,3 +8,4 @@ export * from './lib/charon-log.js';
 export * from './lib/charon.js';
 export * from './lib/styxd.js';
 export { dumpLogsOnFailure } from './lib/report.js';
+export type { IkeSaInfo, ChildSaInfo } from '../../src/control/protocol.js';

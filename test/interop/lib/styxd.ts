@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import type { IkeSaInfo } from '../../../src/control/protocol.js';
 import { repoRoot, run, sleep, waitFor, type RunResult } from './exec.js';
 
 export interface StyxdOptions {
@@ -29,8 +30,10 @@ export interface StyxdHandle {
   styx(args: string[], opts?: { timeoutMs?: number }): Promise<string>;
   /** Same, but resolves with exit code and both streams whatever the outcome. */
   styxRun(args: string[], opts?: { timeoutMs?: number }): Promise<RunResult>;
-  /** `styx list --json`, parsed. The shape belongs to the control protocol, so it is left to the caller to narrow. */
-  listJson(): Promise<unknown>;
+  /** `styx list --json`, parsed; the shape is the control protocol's `list` result. */
+  listJson(): Promise<IkeSaInfo[]>;
+  /** Polls listJson until `pred` holds; returns that listing. */
+  waitForSas(pred: (sas: IkeSaInfo[]) => boolean, timeoutMs?: number): Promise<IkeSaInfo[]>;
   logText(): string;
   logMark(): number;
   waitForLog(re: RegExp, timeoutMs?: number, since?: number): Promise<RegExpExecArray>;
@@ -103,6 +106,14 @@ export async function startStyxd(ns: string, configPath: string, opts: StyxdOpti
   const logText = (): string => {
     try { return readFileSync(logPath, 'utf8'); } catch { return ''; }
   };
+  const listJson = async (): Promise<IkeSaInfo[]> => {
+    const r = await styxRun(['list', '--json']);
+    if (r.code !== 0) throw new Error(`styx list --json failed (exit ${r.code}): ${r.stderr.trim()}`);
+    const v = parseJsonOutput(r.stdout);
+    // Checked only as far as the harness relies on it; the CLI's own tests own the rest.
+    if (!Array.isArray(v)) throw new Error(`styx list --json: expected an array, got ${r.stdout.slice(0, 200)}`);
+    return v as IkeSaInfo[];
+  };
 
   return {
     ns, dir, configPath, socketPath, logPath, pid: proc.pid ?? -1,
@@ -112,10 +123,17 @@ export async function startStyxd(ns: string, configPath: string, opts: StyxdOpti
       if (r.code !== 0) throw new Error(`styx ${a.join(' ')} failed (exit ${r.code}): ${r.stderr.trim()} ${r.stdout.trim()}`.trim());
       return r.stdout;
     },
-    async listJson() {
-      const r = await styxRun(['list', '--json']);
-      if (r.code !== 0) throw new Error(`styx list --json failed (exit ${r.code}): ${r.stderr.trim()}`);
-      return parseJsonOutput(r.stdout);
+    listJson,
+    async waitForSas(pred, timeoutMs = 15_000) {
+      let last: IkeSaInfo[] = [];
+      try {
+        return await waitFor('styx SA state in ' + ns, timeoutMs, async () => {
+          last = await listJson();
+          return pred(last) ? last : undefined;
+        }, 250);
+      } catch (e) {
+        throw new Error(`${(e as Error).message}; last listing: ${JSON.stringify(last)}`);
+      }
     },
     logText,
     logMark: () => Buffer.byteLength(logText()),
