@@ -103,18 +103,11 @@ function parseProtoPort(spec: string): { protocol: number; startPort: number; en
 }
 
 function prefixRange(addr: Buffer, bits: number, text: string): { start: Buffer; end: Buffer } {
-  const start = Buffer.from(addr), end = Buffer.from(addr);
-  for (let i = 0; i < addr.length; i++) {
-    const keep = Math.max(0, Math.min(8, bits - i * 8));
-    const mask = (0xff << (8 - keep)) & 0xff;
-    if ((addr[i]! & ~mask & 0xff) !== 0) {
-      const net = Buffer.from(addr);
-      for (let j = i; j < addr.length; j++) net[j] = net[j]! & ((0xff << (8 - Math.max(0, Math.min(8, bits - j * 8)))) & 0xff);
-      throw new ValueError(`'${text}' has host bits set; did you mean ${bufferToIp(net)}/${bits}?`);
-    }
-    start[i] = addr[i]! & mask;
-    end[i] = (addr[i]! & mask) | (~mask & 0xff);
-  }
+  const mask = Buffer.from([...addr].map((_, i) => (0xff << (8 - Math.max(0, Math.min(8, bits - i * 8)))) & 0xff));
+  const start = Buffer.from(addr.map((b, i) => b & mask[i]!));
+  const end = Buffer.from(addr.map((b, i) => (b & mask[i]!) | (~mask[i]! & 0xff)));
+  // A prefix with host bits set is usually a typo for a host or a different network: ask rather than guess.
+  if (!start.equals(addr)) throw new ValueError(`'${text}' has host bits set; did you mean ${bufferToIp(start)}/${bits}?`);
   return { start, end };
 }
 
