@@ -3,7 +3,7 @@
  * implements it; exchange modules depend only on this.
  */
 import type { StyxConfig } from '../../config/model.js';
-import type { DataplaneBackend } from '../../dataplane/api.js';
+import type { DataplaneBackend, Endpoint } from '../../dataplane/api.js';
 import type { Sender } from '../../net/sockets.js';
 import type { Logger } from '../../util/log.js';
 import type { Clock } from '../../util/timers.js';
@@ -38,4 +38,6 @@ export interface V2Context {
   /** Half-open responder SAs, for the cookie threshold (2.6). */
   halfOpenCount(): number;
   cookieSecret(): { current: Buffer; previous: Buffer; version: number };
+  /** The NAT-T (4500) socket to use for this SA's peer, if one is bound (2.23). */
+  natTLocal(sa: IkeSaV2): Endpoint | undefined;
 }

@@ -26,8 +26,10 @@ export function natHash(spiI: Buffer, spiR: Buffer, ep: Endpoint): Buffer {
 }
 
 function natNotifies(sa: IkeSaV2): Payload[] {
+  // With forced encapsulation, a source hash that cannot match makes the peer believe in a NAT and use UDP encapsulation too.
+  const source = sa.conn.encap ? randomBytes(20) : natHash(sa.spiI, sa.spiR, sa.local);
   return [
-    notify(NotifyType.NAT_DETECTION_SOURCE_IP, natHash(sa.spiI, sa.spiR, sa.local)),
+    notify(NotifyType.NAT_DETECTION_SOURCE_IP, source),
     notify(NotifyType.NAT_DETECTION_DESTINATION_IP, natHash(sa.spiI, sa.spiR, sa.remote)),
   ];
 }
@@ -113,7 +115,18 @@ async function onInitResponse(ctx: V2Context, sa: IkeSaV2, msg: IkeMessage, payl
     if (e instanceof StyxError) { await ctx.destroy(sa, `key exchange failed: ${e.message}`); return; }
     throw e;
   }
+  floatToNatT(ctx, sa);
   await sendAuthRequest(ctx, sa);
+}
+
+/** 2.23: once a NAT is seen (or encapsulation is forced), the initiator moves IKE to port 4500 from IKE_AUTH on. */
+function floatToNatT(ctx: V2Context, sa: IkeSaV2): void {
+  if (!sa.nat.local && !sa.nat.remote && !sa.conn.encap) return;
+  const local = ctx.natTLocal(sa);
+  if (!local) { sa.log.warn(`${sa.tag}: NAT detected but no socket on the NAT-T port is bound; staying on ${sa.local.port}`); return; }
+  sa.local = local;
+  if (sa.remote.port === 500) sa.remote = { address: sa.remote.address, port: ctx.config().daemon.natPort };
+  sa.log.info(`${sa.tag}: switching to NAT-T port: ${sa.local.address}[${sa.local.port}] -> ${sa.remote.address}[${sa.remote.port}]`);
 }
 
 /** The retry is a new IKE_SA_INIT with the same SPI and message ID 0. */

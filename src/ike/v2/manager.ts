@@ -66,6 +66,10 @@ export class IkeV2Manager implements V2Context {
     return this.cookie;
   }
 
+  natTLocal(sa: IkeSaV2): Endpoint | undefined {
+    return this.sender.localFor(sa.remote.address, this.cfg.daemon.natPort, sa.local.address);
+  }
+
   ikeUp(sa: IkeSaV2): void {
     this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
     this.events.emit('ike-up', sa);
@@ -200,7 +204,7 @@ export class IkeV2Manager implements V2Context {
       this.log.debug(`dropped ${nameOf(ExchangeType, h.exchangeType)} from ${fmt(remote)}: no IKE SA with SPI ${ours.toString('hex')}`);
       return;
     }
-    void sa.enqueue(() => this.process(sa, msg, data));
+    void sa.enqueue(() => this.process(sa, msg, data, local, remote));
   }
 
   private open(sa: IkeSaV2, msg: IkeMessage): ReturnType<IkeSaV2['decrypt']> | null {
@@ -216,7 +220,7 @@ export class IkeV2Manager implements V2Context {
     }
   }
 
-  private async process(sa: IkeSaV2, msg: IkeMessage, raw: Buffer): Promise<void> {
+  private async process(sa: IkeSaV2, msg: IkeMessage, raw: Buffer, local: Endpoint, remote: Endpoint): Promise<void> {
     if (sa.state === 'DESTROYED') return;
     const h = msg.header;
     if (h.flags.response) {
@@ -227,6 +231,7 @@ export class IkeV2Manager implements V2Context {
       }
       const inner = this.open(sa, msg);
       if (!inner) return;
+      this.follow(sa, local, remote);
       sa.completeRequest();
       this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} response ${h.messageId} [${inner.map(short).join(' ')}]`);
       await p.onResponse(msg, inner, raw);
@@ -251,6 +256,7 @@ export class IkeV2Manager implements V2Context {
     }
     const inner = this.open(sa, msg);
     if (!inner) return;
+    this.follow(sa, local, remote);
     this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} request ${h.messageId} [${inner.map(short).join(' ')}]`);
     sa.expectedRequestId++;
     sa.lastRequest = raw;
@@ -277,6 +283,17 @@ export class IkeV2Manager implements V2Context {
       default:
         this.log.info(`${sa.tag}: unknown exchange type ${h.exchangeType}: ignored`);
     }
+  }
+
+  /**
+   * 2.23: after floating to port 4500, or when the peer's NAT mapping
+   * changes, an authenticated message from a new address moves the SA there.
+   */
+  private follow(sa: IkeSaV2, local: Endpoint, remote: Endpoint): void {
+    if (sa.remote.address === remote.address && sa.remote.port === remote.port && sa.local.port === local.port && sa.local.address === local.address) return;
+    this.log.info(`${sa.tag}: peer now at ${fmt(remote)} (was ${fmt(sa.remote)}), local ${fmt(local)}`);
+    sa.remote = { ...remote };
+    sa.local = { ...local };
   }
 
   connection(name: string): ConnectionConfig | undefined { return this.cfg.connections.find((c) => c.name === name); }

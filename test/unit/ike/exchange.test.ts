@@ -143,6 +143,19 @@ describe('ike/v2 exchanges between two in-process peers', () => {
     }
   });
 
+  it('forces UDP encapsulation when asked, floating IKE to port 4500 (2.23)', async () => {
+    const p = new TwoPeers(peerConfig('left', { extra: '    encap: true\n' }), peerConfig('right'));
+    await establish(p);
+    const l = p.left.sas[0]!, r = p.right.sas[0]!;
+    assert.equal(r.nat.remote, true);
+    assert.equal(l.remote.port, 4500);
+    assert.equal(r.remote.port, 4500);
+    assert.ok(l.children[0]!.encap && r.children[0]!.encap);
+    const auth = p.wire.find((w) => decodeHeader(w.data).exchangeType === ExchangeType.IKE_AUTH)!;
+    assert.equal(auth.to.port, 4500);
+    assert.ok(p.dpR.sas.get(`in:${r.children[0]!.spiIn}`)!.encap);
+  });
+
   it('drops malformed and tampered messages with a counter and leaves the SA alone', async () => {
     const p = new TwoPeers();
     await establish(p);

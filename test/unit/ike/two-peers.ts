@@ -49,7 +49,7 @@ export class TwoPeers {
   readonly right: IkeV2Manager;
   /** Every datagram passes here; return null to drop it or another buffer to replace it. */
   tap: Tap = (d) => d;
-  readonly wire: { from: Endpoint; data: Buffer }[] = [];
+  readonly wire: { from: Endpoint; to: Endpoint; data: Buffer }[] = [];
   private inFlight = 0;
 
   constructor(leftYaml = peerConfig('left'), rightYaml = peerConfig('right')) {
@@ -57,13 +57,13 @@ export class TwoPeers {
     const net = (self: Endpoint) => ({
       send: (data: Buffer, local: Endpoint, remote: Endpoint): void => {
         const out = this.tap(data, local, remote);
-        this.wire.push({ from: self, data });
+        this.wire.push({ from: local, to: remote, data });
         if (!out) return;
         const target = remote.address === LEFT.address ? this.left : this.right;
         this.inFlight++;
         setImmediate(() => { this.inFlight--; target.receive(out, remote, local); });
       },
-      localFor: () => self,
+      localFor: (_remote: string, port: number) => ({ address: self.address, port }),
     });
     this.left = new IkeV2Manager(parseConfig(leftYaml, 'left.yaml'), this.dpL, net(LEFT), this.clock, this.logs.for('ike'));
     this.right = new IkeV2Manager(parseConfig(rightYaml, 'right.yaml'), this.dpR, net(RIGHT), this.clock, this.logs.for('ike'));
