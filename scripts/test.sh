@@ -65,7 +65,7 @@ run_mocha unit --recursive 'dist/test/unit/**/*.test.js'
 if [ "${STYX_SKIP_INTEROP:-0}" != 1 ]; then
   # --exit: a daemon a test forgot to stop must not hang the run; the
   # namespaces it lived in are reaped below.
-  run_mocha interop --config test/interop/mocharc.json 'dist/test/interop/**/*.test.js'
+  run_mocha interop --config test/interop/mocharc.json --timeout 180000 'dist/test/interop/**/*.test.js'
   if [ "$(id -u)" = 0 ]; then
     bash scripts/lib/netns.sh reap styxt >/dev/null 2>&1 || true
   fi

@@ -3,7 +3,7 @@
  * scripts/lib/netns.sh so that the demo and the tests cannot drift apart;
  * this module names, creates and removes instances of it.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot, run, sh } from './exec.js';
@@ -30,6 +30,20 @@ export interface Topology {
 
 let counter = 0;
 
+function pidAlive(pid: number): boolean {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+}
+
+/** Scratch directories of runs that died without tearing down, found by the pid in their name. */
+function reapStaleDirs(root: string): void {
+  let names: string[];
+  try { names = readdirSync(root); } catch { return; }
+  for (const n of names) {
+    const m = new RegExp(`^${NS_PATTERN}(\\d+)x`).exec(n);
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) rmSync(join(root, n), { recursive: true, force: true });
+  }
+}
+
 function netnsScript(): string {
   return join(repoRoot(), 'scripts', 'lib', 'netns.sh');
 }
@@ -49,6 +63,7 @@ export async function createTopology(tag = 't'): Promise<Topology> {
     await run(['bash', script, 'down', prefix], { allowFailure: true });
     throw e;
   }
+  if (process.env.STYX_KEEP_LOGS !== '1') reapStaleDirs(join(tmpdir(), 'styx-interop'));
   const base = join(tmpdir(), 'styx-interop', prefix);
   rmSync(base, { recursive: true, force: true });
   mkdirSync(base, { recursive: true });
