@@ -105,6 +105,12 @@ export function writeHeader(w: ByteWriter, h: HeaderInit, nextPayload: number, l
   checkSpi(h.spiI, 'initiator SPI');
   checkSpi(h.spiR, 'responder SPI');
   if (length > 0xffffffff) throw new MalformedError('IKE header', `length ${length} does not fit 32 bits`);
+  if (!Number.isInteger(h.exchangeType) || h.exchangeType < 0 || h.exchangeType > 0xff) {
+    throw new MalformedError('IKE header', `exchange type ${h.exchangeType} does not fit 8 bits`);
+  }
+  if (!Number.isInteger(h.messageId) || h.messageId < 0 || h.messageId > 0xffffffff) {
+    throw new MalformedError('IKE header', `message ID ${h.messageId} does not fit 32 bits`);
+  }
   const flags = (h.flags.initiator ? HeaderFlag.INITIATOR : 0)
     | (h.flags.response ? HeaderFlag.RESPONSE : 0)
     | (h.flags.version ? HeaderFlag.VERSION : 0);

@@ -7,7 +7,7 @@ export {
 } from './message.js';
 export { NONCE_MAX, NONCE_MIN, payloadName, wireType } from './payloads.js';
 export {
-  describe, findNotifies, findNotify, findPayload, findPayloads, isErrorNotify, notify, payloadToken, unsupportedCritical,
+  describe, describe as describeMessage, findNotifies, findNotify, findPayload, findPayloads, isErrorNotify, notify, payloadToken, unsupportedCritical,
 } from './helpers.js';
 export type { PayloadOf } from './helpers.js';
 export { ALWAYS_ALLOWED, EXCHANGE_RULES, checkExchangePayloads, exchangeRule } from './rules.js';

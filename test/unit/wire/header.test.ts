@@ -54,6 +54,8 @@ describe('wire/ikev2 header', () => {
     assert.deepEqual(msg.subarray(16, 28), fromHex('29 20 23 30 01020304 00000024'));
     assert.equal(encodeMessage(h, []).toString('hex'), fromHex('a1a2a3a4a5a6a7a8 b1b2b3b4b5b6b7b8 00 20 23 08 01020304 0000001c').toString('hex'));
     assert.throws(() => encodeMessage({ ...h, spiI: fromHex('01') }, []), /initiator SPI must be 8 bytes/);
+    assert.throws(() => encodeMessage({ ...h, messageId: 2 ** 32 }, []), /message ID 4294967296 does not fit/);
+    assert.throws(() => encodeMessage({ ...h, exchangeType: 256 }, []), /exchange type 256 does not fit/);
   });
 
   it('encodeSkPrefix is the 32-byte AAD of a message whose only payload is SK', () => {
