@@ -5,18 +5,19 @@
  * 1.2 / 2.21.2) or the whole IKE SA (AUTHENTICATION_FAILED).
  */
 import type { ChildConfig, ConnectionConfig } from '../../config/model.js';
-import { deriveChildKeys, pskAuth, signedOctets } from '../../crypto/index.js';
+import { pskAuth, signedOctets } from '../../crypto/index.js';
 import { safeEqual } from '../../util/bytes.js';
 import { ExchangeType, NotifyType, PayloadType } from '../../wire/ikev2/constants.js';
 import type { IdPayload, Payload, TrafficSelector } from '../../wire/ikev2/types.js';
 import { findNotify, findPayload, notify } from '../../wire/ikev2/index.js';
 import { configIdText, identityMatches, identityText, localIdentity, type Identity } from '../identity.js';
 import { contains, fromConfig, narrow, tsText } from '../ts.js';
-import { installChild, newChild, spiHex, type ChildSa } from './child-sa.js';
+import { spiHex } from './child-sa.js';
+import { setupChild } from './create-child.js';
 import type { V2Context } from './context.js';
 import type { IkeSaV2 } from './ike-sa.js';
 import { candidates, notifyName } from './init.js';
-import { acceptEspResponse, espProposals, selectEsp, type EspSelection } from './proposals.js';
+import { acceptEspResponse, espProposals, selectEsp } from './proposals.js';
 
 const idBody = (id: Identity): Buffer => Buffer.concat([Buffer.from([id.type, 0, 0, 0]), id.data]);
 const idPayload = (type: typeof PayloadType.IDi | typeof PayloadType.IDr, id: Identity): IdPayload => ({ type, critical: false, idType: id.type, data: id.data });
@@ -98,7 +99,7 @@ async function onAuthResponse(ctx: V2Context, sa: IkeSaV2, payloads: Payload[], 
     return childFailed(ctx, sa, c.childSpi, `peer's traffic selectors ${tsi.selectors.map(tsText).join(',')} === ${tsr.selectors.map(tsText).join(',')} are not within ours`);
   const transport = !!findNotify(payloads, NotifyType.USE_TRANSPORT_MODE);
   if (c.child.mode === 'transport' && !transport) return childFailed(ctx, sa, c.childSpi, 'peer refused transport mode');
-  await setupChild(ctx, sa, c.child, c.childSpi, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors);
+  await setupChild(ctx, sa, c.child, c.childSpi, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors, sa.nonceI, sa.nonceR, true);
 }
 
 /** Initiator side: the responder's AUTH failed us; tell it (2.21.2) and drop the SA. */
@@ -120,27 +121,6 @@ function established(ctx: V2Context, sa: IkeSaV2): void {
   sa.setState('ESTABLISHED', `'${identityText(sa.localId!)}' <-> '${identityText(sa.remoteId!)}' authenticated with PSK`);
   ctx.counters.ikeEstablished++;
   ctx.ikeUp(sa);
-}
-
-/** 2.17: derive KEYMAT from SK_d and the IKE_SA_INIT nonces, then install in- before outbound. */
-async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, spiIn: number, sel: EspSelection, mode: 'tunnel' | 'transport', tsi: TrafficSelector[], tsr: TrafficSelector[]): Promise<ChildSa | null> {
-  const keys = deriveChildKeys(sa.selection!.prf, sa.keys!.skD, sa.nonceI, sa.nonceR, sel.encr, sel.integ);
-  const spiOut = sel.spi.readUInt32BE(0);
-  const [localTs, remoteTs] = sa.initiator ? [tsi, tsr] : [tsr, tsi];
-  const child = newChild(cfg, spiIn, spiOut, mode, sel, keys, localTs, remoteTs, sa.conn.encap || sa.nat.local || sa.nat.remote);
-  ctx.log.secret(() => `${sa.tag}: CHILD_SA ${cfg.name} keys encr_i ${keys.encrI.toString('hex')} integ_i ${keys.integI.toString('hex')} encr_r ${keys.encrR.toString('hex')} integ_r ${keys.integR.toString('hex')}`);
-  try {
-    await installChild(ctx.dp, child, sa.initiator, sa.local, sa.remote, `${sa.conn.name}/${cfg.name}`);
-  } catch (e) {
-    ctx.log.error(`${sa.tag}: installing CHILD_SA ${cfg.name} failed: ${(e as Error).message}`);
-    ctx.childFailed(sa, `install failed: ${(e as Error).message}`);
-    return null;
-  }
-  child.installedAt = ctx.clock.now();
-  sa.children.push(child);
-  ctx.log.info(`${sa.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} established with SPIs ${spiHex(spiIn)}_i ${spiHex(spiOut)}_o and TS ${localTs.map(tsText).join(',')} === ${remoteTs.map(tsText).join(',')}`);
-  ctx.childUp(sa, child);
-  return child;
 }
 
 /** Picks the connection for the initiator's identity among those that matched its addresses. */
@@ -206,7 +186,7 @@ async function respondChild(ctx: V2Context, sa: IkeSaV2, payloads: Payload[]): P
     ctx.log.error(`${sa.tag}: cannot allocate an SPI: ${(e as Error).message}`);
     return [notify(NotifyType.TEMPORARY_FAILURE)];
   }
-  const child = await setupChild(ctx, sa, match.cfg, spiIn, sel, mode, match.tsi, match.tsr);
+  const child = await setupChild(ctx, sa, match.cfg, spiIn, sel, mode, match.tsi, match.tsr, sa.nonceI, sa.nonceR, false);
   if (!child) return [notify(NotifyType.NO_PROPOSAL_CHOSEN)];
   const accepted = espProposals([{ text: '', encr: [sel.encr], integ: sel.integ ? [sel.integ] : [], dh: [], esn: [sel.esn] }], spiBuf(spiIn), false)[0]!;
   return [

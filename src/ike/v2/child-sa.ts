@@ -7,10 +7,12 @@ import type { ChildConfig } from '../../config/model.js';
 import type { ChildKeys } from '../../crypto/api.js';
 import type { DataplaneBackend, Endpoint, Selector } from '../../dataplane/api.js';
 import type { TrafficSelector } from '../../wire/ikev2/types.js';
+import type { TimerHandle } from '../../util/timers.js';
 import { allocUniqueId } from './ike-sa.js';
 import type { EspSelection } from './proposals.js';
 
-export type ChildState = 'CREATED' | 'INSTALLED' | 'DELETING' | 'DELETED';
+/** REKEYING: a CREATE_CHILD_SA to replace it is under way; REKEYED: replaced, kept only for late inbound packets. */
+export type ChildState = 'CREATED' | 'INSTALLED' | 'REKEYING' | 'REKEYED' | 'DELETING' | 'DELETED';
 
 export interface ChildSa {
   uniqueId: number;
@@ -25,10 +27,18 @@ export interface ChildSa {
   remoteTs: TrafficSelector[];
   encap: boolean;
   installedAt: number | null;
+  /** Nonces of the exchange that created it, for rekey collisions (2.8.1). */
+  nonces: { ni: Buffer; nr: Buffer } | null;
+  /** Whether we initiated the exchange that created it. */
+  createdByUs: boolean;
+  /** The rekey or hard-expiry timers of its lifetime. */
+  timers: TimerHandle[];
+  /** Set when the peer rekeyed it while our own rekey of it was under way (2.8.1). */
+  peerReplacement: ChildSa | null;
 }
 
 export function newChild(config: ChildConfig, spiIn: number, spiOut: number, mode: 'tunnel' | 'transport', selection: EspSelection, keys: ChildKeys, localTs: TrafficSelector[], remoteTs: TrafficSelector[], encap: boolean): ChildSa {
-  return { uniqueId: allocUniqueId(), config, state: 'CREATED', spiIn, spiOut, mode, selection, keys, localTs, remoteTs, encap, installedAt: null };
+  return { uniqueId: allocUniqueId(), config, state: 'CREATED', spiIn, spiOut, mode, selection, keys, localTs, remoteTs, encap, installedAt: null, nonces: null, createdByUs: false, timers: [], peerReplacement: null };
 }
 
 const selector = (ts: TrafficSelector): Selector => ({
@@ -72,8 +82,9 @@ export async function installChild(dp: DataplaneBackend, child: ChildSa, initiat
 
 export async function uninstallChild(dp: DataplaneBackend, child: ChildSa, local: Endpoint, remote: Endpoint, tag: string): Promise<void> {
   if (child.state === 'DELETED') return;
+  child.timers.forEach((t) => t.cancel());
   const tunnel = child.mode === 'tunnel' ? { src: local.address, dst: remote.address } : null;
-  if (child.state === 'INSTALLED' || child.state === 'DELETING') {
+  if (child.state !== 'CREATED') {
     for (const l of child.localTs) for (const r of child.remoteTs) {
       await dp.deletePolicy({ direction: 'out', local: selector(l), remote: selector(r), mode: child.mode, spi: child.spiOut, tunnel, tag });
       await dp.deletePolicy({ direction: 'in', local: selector(l), remote: selector(r), mode: child.mode, spi: child.spiIn, tunnel: tunnel && { src: tunnel.dst, dst: tunnel.src }, tag });

@@ -38,6 +38,8 @@ export interface V2Context {
   /** Half-open responder SAs, for the cookie threshold (2.6). */
   halfOpenCount(): number;
   cookieSecret(): { current: Buffer; previous: Buffer; version: number };
+  /** A fresh nonce (2.10); tests replace the source to force collision outcomes. */
+  nonce(): Buffer;
   /** The NAT-T (4500) socket to use for this SA's peer, if one is bound (2.23). */
   natTLocal(sa: IkeSaV2): Endpoint | undefined;
 }

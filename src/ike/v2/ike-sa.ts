@@ -76,6 +76,12 @@ export class IkeSaV2 {
   /** The request the cached response answers, to recognise its retransmissions. */
   lastRequest: Buffer | null = null;
   children: ChildSa[] = [];
+  /** A rekey we started and is not finished, for the collision rules of 2.25. */
+  rekeying: { kind: 'child'; child: ChildSa } | { kind: 'ike' } | null = null;
+  /** The IKE SA the peer created by rekeying this one while our rekey was in flight (2.8.1). */
+  ikeReplacement: IkeSaV2 | null = null;
+  /** Rekey and lifetime timers. */
+  timers: TimerHandle[] = [];
   /** Serializes the handling of this SA's messages: one owner at a time. */
   private work: Promise<void> = Promise.resolve();
   onGiveUp: (() => void) | null = null;
@@ -212,6 +218,7 @@ export class IkeSaV2 {
   }
 
   destroy(): void {
+    this.timers.forEach((t) => t.cancel());
     this.pending?.timer?.cancel();
     this.pending = null;
     this.queue = [];

@@ -5,6 +5,7 @@
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import type { ChildConfig, ConnectionConfig } from '../../config/model.js';
+import type { IkeKeys } from '../../crypto/api.js';
 import { createKeyExchange, createSkCipher, deriveIkeKeys, getPrf } from '../../crypto/index.js';
 import type { Endpoint } from '../../dataplane/api.js';
 import { StyxError } from '../../util/errors.js';
@@ -16,8 +17,6 @@ import type { V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { acceptIkeResponse, ikeProposals, selectIke, type IkeSelection } from './proposals.js';
 import { sendAuthRequest } from './auth.js';
-
-const NONCE_SIZE = 32;
 
 /** 2.23: SHA-1(SPIi | SPIr | IP | Port). */
 export function natHash(spiI: Buffer, spiR: Buffer, ep: Endpoint): Buffer {
@@ -62,7 +61,7 @@ function initPayloads(sa: IkeSaV2): Payload[] {
 export function startInitiator(ctx: V2Context, conn: ConnectionConfig, child: ChildConfig | null, local: Endpoint, remote: Endpoint): IkeSaV2 {
   const sa = new IkeSaV2(conn, true, IkeSaV2.newSpi(), local, remote, ctx.sender, ctx.clock, ctx.log);
   const group = conn.ikeProposals[0]!.dh[0]!;
-  sa.nonceI = randomBytes(NONCE_SIZE);
+  sa.nonceI = ctx.nonce();
   sa.initCtx = { offered: ikeProposals(conn.ikeProposals), group, cookie: null, child, childProposals: [], childSpi: 0, ke: createKeyExchange(group), retriedGroups: [] };
   ctx.register(sa);
   sa.setState('CONNECTING', `initiating to ${remote.address}`);
@@ -135,8 +134,13 @@ function restartInit(ctx: V2Context, sa: IkeSaV2): void {
 }
 
 function deriveKeys(ctx: V2Context, sa: IkeSaV2, sel: IkeSelection, gir: Buffer): void {
+  useIkeKeys(ctx, sa, sel, deriveIkeKeys({ encr: sel.encr, integ: sel.integ, prf: sel.prf, dh: sel.dh }, sa.nonceI, sa.nonceR, gir, sa.spiI, sa.spiR));
+}
+
+/** Puts derived SK_* keys to work: the SK payload ciphers for each direction (2.14, 3.14). */
+export function useIkeKeys(ctx: V2Context, sa: IkeSaV2, sel: IkeSelection, derived: { skeyseed: Buffer; keys: IkeKeys }): void {
+  const { skeyseed, keys } = derived;
   sa.selection = sel;
-  const { skeyseed, keys } = deriveIkeKeys({ encr: sel.encr, integ: sel.integ, prf: sel.prf, dh: sel.dh }, sa.nonceI, sa.nonceR, gir, sa.spiI, sa.spiR);
   sa.keys = keys;
   sa.prf = getPrf(sel.prf);
   const integI = sel.integ ? keys.skAi : null, integR = sel.integ ? keys.skAr : null;
@@ -220,7 +224,7 @@ export async function handleInitRequest(ctx: V2Context, msg: IkeMessage, raw: Bu
   const sa = new IkeSaV2(conn, false, Buffer.from(msg.header.spiI), local, remote, ctx.sender, ctx.clock, ctx.log);
   sa.spiR = IkeSaV2.newSpi();
   sa.nonceI = nonce.data;
-  sa.nonceR = randomBytes(NONCE_SIZE);
+  sa.nonceR = ctx.nonce();
   sa.initRequest = Buffer.from(raw);
   sa.expectedRequestId = 1;
   let myKe;

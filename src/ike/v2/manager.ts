@@ -20,6 +20,8 @@ import type { IkeCounters, V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { deleteIkeSa, handleInformationalRequest, livenessCheck } from './info.js';
 import { handleInitRequest, startInitiator } from './init.js';
+import { handleCreateChildRequest, initiateChild, initiateIkeRekey } from './create-child.js';
+import { deleteChild } from './rekey-collisions.js';
 
 export interface ManagerEvents {
   'ike-up': [IkeSaV2];
@@ -29,6 +31,9 @@ export interface ManagerEvents {
 }
 
 const COOKIE_SECRET_LIFETIME_MS = 5 * 60 * 1000;
+/** Rekeys start up to this fraction before the configured rekey time. */
+const REKEY_JITTER = 0.1;
+const jittered = (seconds: number): number => Math.round(seconds * 1000 * (1 - Math.random() * REKEY_JITTER));
 
 export class IkeV2Manager implements V2Context {
   readonly counters: IkeCounters = { malformed: 0, integrityFailures: 0, unknownSpi: 0, retransmitsAnswered: 0, cookiesSent: 0, halfOpen: 0, ikeEstablished: 0, authFailures: 0 };
@@ -47,6 +52,10 @@ export class IkeV2Manager implements V2Context {
   ) {
     this.cfg = cfg;
   }
+
+  /** 2.10: nonces are random and at least half the PRF key size; 32 bytes covers every PRF here. */
+  nonceSource: () => Buffer = () => randomBytes(32);
+  nonce(): Buffer { return this.nonceSource(); }
 
   config(): StyxConfig { return this.cfg; }
   setConfig(cfg: StyxConfig): void { this.cfg = cfg; }
@@ -74,8 +83,47 @@ export class IkeV2Manager implements V2Context {
     this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
     this.events.emit('ike-up', sa);
     this.scheduleLiveness(sa);
+    this.scheduleIkeLifetime(sa);
+    // 1.3.1: further configured children are created on the new IKE SA, after the one IKE_AUTH carried.
+    if (sa.initiator && sa.initCtx) {
+      for (const cfg of sa.conn.children) {
+        if (cfg === sa.initCtx.child || cfg.startAction !== 'start') continue;
+        void sa.enqueue(() => initiateChild(this, sa, cfg));
+      }
+    }
   }
-  childUp(sa: IkeSaV2, child: ChildSa): void { this.events.emit('child-up', sa, child); }
+  childUp(sa: IkeSaV2, child: ChildSa): void {
+    this.events.emit('child-up', sa, child);
+    this.scheduleChildLifetime(child);
+  }
+
+  /** The IKE SA that owns a CHILD_SA now (children move on IKE rekeys). */
+  private ownerOf(child: ChildSa): IkeSaV2 | undefined { return this.sas.find((s) => s.children.includes(child)); }
+
+  /** Rekey before the soft lifetime with random jitter, so both peers rarely start together; delete at the hard one. */
+  private scheduleChildLifetime(child: ChildSa): void {
+    const cfg = child.config;
+    child.timers.push(this.clock.setTimeout(() => {
+      const owner = this.ownerOf(child);
+      if (child.state !== 'INSTALLED' || !owner || owner.state !== 'ESTABLISHED') return;
+      void owner.enqueue(() => initiateChild(this, owner, cfg, child));
+    }, jittered(cfg.rekeyTime)));
+    child.timers.push(this.clock.setTimeout(() => {
+      const owner = this.ownerOf(child);
+      if (!owner || child.state === 'DELETED' || child.state === 'DELETING') return;
+      this.log.info(`${owner.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} reached its lifetime of ${cfg.lifetime}s`);
+      void owner.enqueue(async () => deleteChild(this, owner, child, 'lifetime expired'));
+    }, cfg.lifetime * 1000));
+  }
+
+  private scheduleIkeLifetime(sa: IkeSaV2): void {
+    sa.timers.push(this.clock.setTimeout(() => {
+      if (sa.state === 'ESTABLISHED') void sa.enqueue(async () => initiateIkeRekey(this, sa));
+    }, jittered(sa.conn.rekeyTime)));
+    sa.timers.push(this.clock.setTimeout(() => {
+      if (sa.state !== 'DESTROYED') { this.log.info(`${sa.tag}: IKE SA reached its lifetime of ${sa.conn.lifetime}s`); void deleteIkeSa(this, sa, 'lifetime expired'); }
+    }, sa.conn.lifetime * 1000));
+  }
   childFailed(sa: IkeSaV2, reason: string): void { this.events.emit('child-failed', sa, reason); }
 
   async destroy(sa: IkeSaV2, reason: string): Promise<void> {
@@ -89,7 +137,8 @@ export class IkeV2Manager implements V2Context {
       }
     }
     sa.children = [];
-    if (sa.initCtx?.childSpi && sa.state !== 'ESTABLISHED') await this.dp.deleteSa(sa.initCtx.childSpi, 'in').catch(() => undefined);
+    // An SPI reserved for the IKE_AUTH child of an SA that never got established.
+    if (sa.initCtx?.childSpi && sa.establishedAt === null) await this.dp.deleteSa(sa.initCtx.childSpi, 'in').catch(() => undefined);
     if (this.bySpi.get(sa.ourSpi.toString('hex')) === sa) this.bySpi.delete(sa.ourSpi.toString('hex'));
     this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
     sa.destroy();
@@ -276,9 +325,7 @@ export class IkeV2Manager implements V2Context {
         await handleInformationalRequest(this, sa, h.messageId, inner);
         return;
       case ExchangeType.CREATE_CHILD_SA:
-        // Rekeying and further CHILD_SAs are not negotiated yet; 1.3 lets us refuse with NO_ADDITIONAL_SAS.
-        this.log.info(`${sa.tag}: refusing CREATE_CHILD_SA: NO_ADDITIONAL_SAS`);
-        sa.sendResponse(h.exchangeType, h.messageId, [notify(NotifyType.NO_ADDITIONAL_SAS)]);
+        await handleCreateChildRequest(this, sa, h.messageId, inner);
         return;
       default:
         this.log.info(`${sa.tag}: unknown exchange type ${h.exchangeType}: ignored`);

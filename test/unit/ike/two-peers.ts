@@ -12,7 +12,7 @@ import { ManualClock } from '../../../src/util/timers.js';
 export const LEFT: Endpoint = { address: '192.0.2.1', port: 500 };
 export const RIGHT: Endpoint = { address: '192.0.2.2', port: 500 };
 
-export function peerConfig(side: 'left' | 'right', opts: { proposals?: string; esp?: string; psk?: string; start?: boolean; localTs?: string; remoteTs?: string; cookieThreshold?: number; extra?: string } = {}): string {
+export function peerConfig(side: 'left' | 'right', opts: { proposals?: string; esp?: string; psk?: string; start?: boolean; localTs?: string; remoteTs?: string; cookieThreshold?: number; extra?: string; child?: string; children?: string } = {}): string {
   const me = side === 'left' ? LEFT : RIGHT, peer = side === 'left' ? RIGHT : LEFT;
   const myNet = side === 'left' ? '10.1.0.0/24' : '10.2.0.0/24', peerNet = side === 'left' ? '10.2.0.0/24' : '10.1.0.0/24';
   return `
@@ -32,7 +32,7 @@ ${opts.extra ?? ''}    children:
         local_ts: [${opts.localTs ?? myNet}]
         remote_ts: [${opts.remoteTs ?? peerNet}]
         esp_proposals: [${opts.esp ?? 'aes128gcm16, aes128-sha256'}]
-secrets:
+${opts.child ?? ''}${opts.children ?? ''}secrets:
   - { ids: [left.example, right.example], psk: "${opts.psk ?? 'shared secret for tests'}" }
 `;
 }

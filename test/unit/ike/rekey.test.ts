@@ -1,0 +1,178 @@
+/**
+ * CREATE_CHILD_SA between two in-process peers: CHILD_SA and IKE SA rekeys
+ * driven by lifetimes on a manual clock, extra CHILD_SAs, and the collision
+ * rules of RFC 7296 2.8.1 / 2.25 with fixed nonces deciding each outcome.
+ */
+import assert from 'node:assert/strict';
+import { TwoPeers, peerConfig } from './two-peers.js';
+import { initiateChild, initiateIkeRekey } from '../../../src/ike/v2/create-child.js';
+import { deleteChild } from '../../../src/ike/v2/rekey-collisions.js';
+import type { IkeV2Manager } from '../../../src/ike/v2/manager.js';
+import type { MemoryBackend } from '../../../src/dataplane/backends/memory/index.js';
+import { ExchangeType } from '../../../src/wire/ikev2/constants.js';
+
+const SHORT = { child: '        rekey_time: 10s\n        lifetime: 20s\n', extra: '    rekey_time: 30s\n    lifetime: 60s\n' };
+const LONG = { child: '        rekey_time: 1h\n        lifetime: 2h\n', extra: '    rekey_time: 4h\n    lifetime: 5h\n' };
+
+async function up(p: TwoPeers): Promise<void> {
+  const done = p.left.initiateAndWait('demo', 30_000);
+  await p.settle();
+  await done;
+}
+
+/** Exactly one IKE SA and one installed CHILD_SA pair per side, mirrored, and nothing else in either data plane. */
+function assertOnePair(p: TwoPeers): void {
+  const live = (m: IkeV2Manager) => m.sas.filter((s) => s.state === 'ESTABLISHED');
+  assert.equal(live(p.left).length, 1, 'left IKE SAs');
+  assert.equal(live(p.right).length, 1, 'right IKE SAs');
+  const l = live(p.left)[0]!, r = live(p.right)[0]!;
+  assert.ok(l.spiI.equals(r.spiI) && l.spiR.equals(r.spiR));
+  assert.equal(l.children.length, 1, `left children: ${l.children.map((c) => c.state)}`);
+  assert.equal(r.children.length, 1, `right children: ${r.children.map((c) => c.state)}`);
+  const lc = l.children[0]!, rc = r.children[0]!;
+  assert.equal(lc.state, 'INSTALLED'); assert.equal(rc.state, 'INSTALLED');
+  assert.equal(lc.spiIn, rc.spiOut); assert.equal(lc.spiOut, rc.spiIn);
+  for (const [dp, c] of [[p.dpL, lc], [p.dpR, rc]] as [MemoryBackend, typeof lc][]) {
+    assert.deepEqual([...dp.sas.keys()].sort(), [`in:${c.spiIn}`, `out:${c.spiOut}`].sort());
+    assert.ok(dp.policies.every((pol) => pol.spi === c.spiIn || pol.spi === c.spiOut));
+  }
+  const lin = p.dpL.sas.get(`in:${lc.spiIn}`)!, rout = p.dpR.sas.get(`out:${rc.spiOut}`)!;
+  assert.ok(lin.encr.key.equals(rout.encr.key));
+}
+
+/** Nonces in the order a side draws them: the first for its own request, later ones for its responses. */
+const fixed = (first: number, rest = 0x80) => { let n = 0; return () => Buffer.alloc(32, n++ === 0 ? first : rest); };
+
+describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
+  it('rekeys the CHILD_SA before its lifetime and deletes the old one on both sides', async () => {
+    const p = new TwoPeers(peerConfig('left', SHORT), peerConfig('right', LONG));
+    await up(p);
+    const before = p.left.sas[0]!.children[0]!;
+    await p.advance(11_000);
+    assertOnePair(p);
+    const after = p.left.sas[0]!.children[0]!;
+    assert.notEqual(after.spiIn, before.spiIn);
+    assert.notDeepEqual(after.keys, before.keys);
+    assert.equal(before.state, 'DELETED');
+  });
+
+  it('rekeys with PFS when the ESP proposal names a group', async () => {
+    const esp = 'aes128gcm16-x25519';
+    const p = new TwoPeers(peerConfig('left', { ...SHORT, esp }), peerConfig('right', { ...LONG, esp }));
+    await up(p);
+    await p.advance(11_000);
+    assertOnePair(p);
+    assert.equal(p.left.sas[0]!.children[0]!.selection.dh, 31);
+    assert.equal(p.left.sas[0]!.children[0]!.selection.dh, p.right.sas[0]!.children[0]!.selection.dh);
+  });
+
+  it('keeps rekeying across many lifetimes without leaking SAs', async () => {
+    const p = new TwoPeers(peerConfig('left', SHORT), peerConfig('right', SHORT));
+    await up(p);
+    await p.advance(125_000, 500);
+    assertOnePair(p);
+  });
+
+  it('rekeys the IKE SA, carrying the CHILD_SA over, and deletes the old IKE SA', async () => {
+    const p = new TwoPeers(peerConfig('left', { extra: SHORT.extra, child: LONG.child }), peerConfig('right', LONG));
+    await up(p);
+    const old = p.left.sas[0]!;
+    const child = old.children[0]!;
+    await p.advance(31_000);
+    assertOnePair(p);
+    const next = p.left.sas.find((s) => s.state === 'ESTABLISHED')!;
+    assert.notEqual(next, old);
+    assert.equal(old.state, 'DESTROYED');
+    assert.ok(!next.spiI.equals(old.spiI));
+    assert.equal(next.children[0], child);
+    assert.notDeepEqual(next.keys, old.keys);
+    // The new IKE SA carries traffic: a CHILD_SA rekey on it works.
+    await new Promise<void>((resolve) => { void next.enqueue(async () => { await initiateChild(p.left, next, child.config, child); resolve(); }); });
+    await p.settle();
+    assertOnePair(p);
+  });
+
+  it('creates a second configured CHILD_SA with CREATE_CHILD_SA on the same IKE SA', async () => {
+    const second = '      web:\n        local_ts: [10.1.1.0/24]\n        remote_ts: [10.2.1.0/24]\n        start_action: start\n';
+    const secondR = '      web:\n        local_ts: [10.2.1.0/24]\n        remote_ts: [10.1.1.0/24]\n';
+    const p = new TwoPeers(peerConfig('left', { children: second }), peerConfig('right', { children: secondR }));
+    await up(p);
+    await p.settle();
+    assert.equal(p.left.sas.length, 1);
+    assert.deepEqual(p.left.sas[0]!.children.map((c) => c.config.name).sort(), ['net', 'web']);
+    assert.deepEqual(p.right.sas[0]!.children.map((c) => c.config.name).sort(), ['net', 'web']);
+    assert.ok(p.wire.some((w) => w.data.readUInt8(18) === ExchangeType.CREATE_CHILD_SA));
+  });
+
+  for (const [name, lnonce, rnonce, survivorCreatedBy] of [
+    ['the left side holds the lowest nonce: the right side\'s new SA survives', 0x01, 0xee, 'right'],
+    ['the right side holds the lowest nonce: the left side\'s new SA survives', 0xee, 0x01, 'left'],
+  ] as const) {
+    it(`resolves a simultaneous CHILD_SA rekey (2.8.1) when ${name}`, async () => {
+      const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+      await up(p);
+      p.left.nonceSource = fixed(lnonce);
+      p.right.nonceSource = fixed(rnonce, 0x90);
+      const l = p.left.sas[0]!, r = p.right.sas[0]!;
+      const lc = l.children[0]!, rc = r.children[0]!;
+      // Both requests leave before either is answered.
+      await Promise.all([initiateChild(p.left, l, lc.config, lc), initiateChild(p.right, r, rc.config, rc)]);
+      await p.settle();
+      assertOnePair(p);
+      const survivor = p.left.sas[0]!.children[0]!;
+      assert.equal(survivor.createdByUs, survivorCreatedBy === 'left');
+      assert.ok(p.lines.some((x) => /rekey collision/.test(x)));
+    });
+  }
+
+  it('lets a delete win over a simultaneous rekey of the same CHILD_SA (2.25.1)', async () => {
+    const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+    await up(p);
+    const l = p.left.sas[0]!, r = p.right.sas[0]!;
+    await initiateChild(p.left, l, l.children[0]!.config, l.children[0]!);
+    deleteChild(p.right, r, r.children[0]!, 'deleted by the test');
+    await p.settle();
+    // 2.25.1: the side closing the SA answers the rekey with TEMPORARY_FAILURE; the delete wins
+    // and no CHILD_SA, old or new, is left anywhere, while the IKE SA stays up.
+    assert.ok(p.lines.some((x) => /TEMPORARY_FAILURE/.test(x)));
+    assert.equal(l.state, 'ESTABLISHED');
+    assert.equal(r.state, 'ESTABLISHED');
+    assert.equal(l.children.length + r.children.length, 0);
+    assert.equal(p.dpL.sas.size + p.dpR.sas.size, 0);
+    assert.equal(p.dpL.policies.length + p.dpR.policies.length, 0);
+    await p.advance(6_000);
+    assert.equal(p.dpL.sas.size + p.dpR.sas.size, 0);
+  });
+
+  it('answers TEMPORARY_FAILURE to a CHILD_SA rekey during its own IKE rekey, and the CHILD_SA rekey succeeds later', async () => {
+    const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+    await up(p);
+    const l = p.left.sas[0]!, r = p.right.sas[0]!;
+    initiateIkeRekey(p.left, l);
+    await initiateChild(p.right, r, r.children[0]!.config, r.children[0]!);
+    await p.settle();
+    assert.ok(p.lines.some((x) => /TEMPORARY_FAILURE/.test(x)));
+    await p.advance(6_000);
+    assertOnePair(p);
+    assert.notEqual(p.left.sas[0], l);
+  });
+
+  for (const [name, lnonce, rnonce] of [['left lowest', 0x01, 0xee], ['right lowest', 0xee, 0x01]] as const) {
+    it(`resolves a simultaneous IKE SA rekey (${name}) into one IKE SA`, async () => {
+      const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+      await up(p);
+      p.left.nonceSource = fixed(lnonce);
+      p.right.nonceSource = fixed(rnonce, 0x90);
+      const l = p.left.sas[0]!, r = p.right.sas[0]!;
+      initiateIkeRekey(p.left, l);
+      initiateIkeRekey(p.right, r);
+      await p.settle();
+      await p.advance(2_000);
+      assertOnePair(p);
+      assert.equal(p.left.sas.length, 1);
+      assert.equal(p.right.sas.length, 1);
+      assert.equal(l.state, 'DESTROYED');
+      assert.equal(r.state, 'DESTROYED');
+    });
+  }
+});
