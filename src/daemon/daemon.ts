@@ -131,7 +131,7 @@ export class Daemon implements ControlHandler {
       remote: { address: sa.remote.address, port: sa.remote.port, id: sa.remoteId ? identityText(sa.remoteId) : configIdText(sa.conn.remote.id) },
       spiI: sa.spiI.toString('hex'), spiR: sa.spiR.toString('hex'),
       algorithms: sel ? { encr: encrName(sel.encr.id, sel.encr.keyLength), integ: sel.integ ? integName(sel.integ) : null, prf: prfName(sel.prf), dh: dhName(sel.dh) } : { encr: '-', integ: null, prf: '-', dh: '-' },
-      establishedAt: sa.establishedAt, rekeyAt: null, nat: { ...sa.nat }, children,
+      establishedAt: sa.establishedAt, rekeyAt: sa.rekeyAt, nat: { ...sa.nat }, children,
     };
   }
 

@@ -67,6 +67,8 @@ export class IkeSaV2 {
   nat = { local: false, remote: false };
   readonly createdAt: number;
   establishedAt: number | null = null;
+  /** When this side will start rekeying the IKE SA (epoch ms), for listings. */
+  rekeyAt: number | null = null;
   /** 2.2: our next request's ID, and the ID we expect in the peer's next request. */
   nextRequestId = 0;
   expectedRequestId = 0;

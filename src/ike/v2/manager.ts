@@ -117,9 +117,11 @@ export class IkeV2Manager implements V2Context {
   }
 
   private scheduleIkeLifetime(sa: IkeSaV2): void {
+    const delay = jittered(sa.conn.rekeyTime);
+    sa.rekeyAt = this.clock.now() + delay;
     sa.timers.push(this.clock.setTimeout(() => {
       if (sa.state === 'ESTABLISHED') void sa.enqueue(async () => initiateIkeRekey(this, sa));
-    }, jittered(sa.conn.rekeyTime)));
+    }, delay));
     sa.timers.push(this.clock.setTimeout(() => {
       if (sa.state !== 'DESTROYED') { this.log.info(`${sa.tag}: IKE SA reached its lifetime of ${sa.conn.lifetime}s`); void deleteIkeSa(this, sa, 'lifetime expired'); }
     }, sa.conn.lifetime * 1000));
