@@ -34,21 +34,22 @@ const FUNCTIONS = ['open', 'setMtu', 'setUp', 'write', 'close', 'pollStart', 'po
 
 /**
  * Where the addon is looked for: $STYX_TUN_ADDON if set, else
- * native/build/Release/ in the first ancestor of this module that has one
- * (dist/src/tun/ when built, src/tun/ when run from source).
+ * native/build/Release/ of the package this module belongs to (the nearest
+ * ancestor with a package.json: the same from dist/src/tun/ and src/tun/).
  */
 export function addonCandidates(): string[] {
   const env = process.env.STYX_TUN_ADDON;
   if (env) return [env];
-  const out: string[] = [];
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 5; i++) {
-    out.push(join(dir, 'native', 'build', 'Release', ADDON_FILE));
+  const here = dirname(fileURLToPath(import.meta.url));
+  let dir = here;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json'))) return [join(dir, 'native', 'build', 'Release', ADDON_FILE)];
     const up = dirname(dir);
     if (up === dir) break;
     dir = up;
   }
-  return out;
+  // No package.json above: an unusual layout; try the usual relative places.
+  return [join(here, '..', '..', '..', 'native', 'build', 'Release', ADDON_FILE), join(here, '..', '..', 'native', 'build', 'Release', ADDON_FILE)];
 }
 
 function isAddon(m: unknown): m is TunAddon {

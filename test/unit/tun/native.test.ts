@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { dirname, join, sep } from 'node:path';
 import { tmpdir } from 'node:os';
 import { parseCidr, TunError } from '../../../src/tun/index.js';
 import { explainOpenError } from '../../../src/tun/linux.js';
@@ -24,13 +25,15 @@ describe('tun: addon loading and error reporting', () => {
     assert.throws(() => loadAddonFrom([new URL(import.meta.url).pathname]), /could not be loaded|not the styx TUN addon/);
   });
 
-  it('looks under native/build/Release in the ancestors, or at STYX_TUN_ADDON', () => {
+  it('looks under native/build/Release of the package root, or at STYX_TUN_ADDON', () => {
     const saved = process.env.STYX_TUN_ADDON;
     try {
       delete process.env.STYX_TUN_ADDON;
       const c = addonCandidates();
-      assert.ok(c.length > 1);
-      assert.ok(c.every((p) => p.endsWith(join('native', 'build', 'Release', 'styx_tun.node'))));
+      assert.equal(c.length, 1);
+      const root = dirname(c[0]!).split(sep).slice(0, -3).join(sep);
+      assert.ok(existsSync(join(root, 'package.json')), `${root} has no package.json`);
+      assert.ok(c[0]!.endsWith(join('native', 'build', 'Release', 'styx_tun.node')));
       process.env.STYX_TUN_ADDON = '/opt/styx/styx_tun.node';
       assert.deepEqual(addonCandidates(), ['/opt/styx/styx_tun.node']);
     } finally {
