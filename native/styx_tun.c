@@ -243,6 +243,8 @@ typedef struct {
   int fd;
   int owners;
   int active;
+  int in_cb;        /* inside the JS callback */
+  int stop_pending; /* stopped from inside it: finish after it returns */
   uint8_t* arena;
   size_t slot;
   uint32_t* lens;
@@ -278,6 +280,12 @@ static void poller_stop(tun_poller* p) {
   p->active = 0;
   uv_poll_stop(&p->poll);
   napi_remove_env_cleanup_hook(p->env, cleanup_hook, p);
+  /* close() from the packet callback itself: the async context and callback
+   * are still in use by napi_make_callback, so deliver() releases them. */
+  if (p->in_cb) {
+    p->stop_pending = 1;
+    return;
+  }
   drop_js_refs(p);
   uv_close((uv_handle_t*)&p->poll, on_poll_closed);
 }
@@ -303,13 +311,20 @@ static void deliver(tun_poller* p, uint32_t n, int err) {
     /* make_callback, not call_function: it runs the microtask queue and
      * nextTicks after the callback, as Node does for its own I/O. Its
      * receiver must be an object (undefined throws), hence the global. */
+    p->in_cb = 1;
     napi_status st = napi_make_callback(env, p->async, recv, cb, 2, argv, NULL);
+    p->in_cb = 0;
     if (st == napi_pending_exception) {
       napi_value exc;
       if (napi_get_and_clear_last_exception(env, &exc) == napi_ok) napi_fatal_exception(env, exc);
     }
   }
   napi_close_handle_scope(env, scope);
+  if (p->stop_pending) {
+    p->stop_pending = 0;
+    drop_js_refs(p);
+    uv_close((uv_handle_t*)&p->poll, on_poll_closed);
+  }
 }
 
 static void on_readable(uv_poll_t* h, int status, int events) {

@@ -103,6 +103,12 @@ describe('tun/linux: a real TUN in a network namespace', function () {
       assert.deepEqual(r.lines.map((l) => l.check), ['opened']);
     });
 
+    it('close() from inside the packet callback stops reading and lets the process end', async () => {
+      const r = await runChild(['exit-in-cb'], { timeoutMs: 10_000 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(r.lines.map((l) => l.check), ['closed-in-callback']);
+    });
+
     it('an unref()ed reading TUN does not keep the process alive', async () => {
       const r = await runChild(['exit-unref'], { timeoutMs: 10_000 });
       assert.equal(r.code, 0, `exit ${r.code} (a timeout means the TUN kept the loop alive) ${r.stderr}`);

@@ -7,6 +7,7 @@
  *   node netns-child.js exit-open   reads, then process.exit() without close
  *   node netns-child.js exit-close  reads, closes, and must end on its own
  *   node netns-child.js exit-unref  reads, unref(), and must end on its own
+ *   node netns-child.js exit-in-cb  closes from inside the packet callback
  *   node netns-child.js open-error  prints the error of opening (for EPERM runs)
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -257,6 +258,15 @@ async function checks(): Promise<void> {
 
 async function exitCase(mode: string): Promise<void> {
   const tun = await openTun({ name: NAME, mtu: 1400, addresses: [`${LOCAL}/24`] });
+  if (mode === 'exit-in-cb') {
+    tun.onPackets((pkts) => {
+      void tun.close();
+      report('closed-in-callback', true, pkts.length);
+    });
+    const sock = dgram.createSocket('udp4');
+    sock.send('wake up', 9, PEER, () => sock.close());
+    return;
+  }
   tun.onPackets(() => undefined);
   report('opened', true);
   if (mode === 'exit-open') setTimeout(() => process.exit(0), 50);
