@@ -148,6 +148,8 @@ async function bothDown(p: Peers): Promise<void> {
  */
 async function reset(p: Peers): Promise<void> {
   if ((await p.styx.listJson()).length > 0) await p.styx.styx(['terminate', STYX_CONN]);
+  // An SA only charon still holds (styx lost it half-way) would keep the next test from starting clean.
+  if ((await p.charon.listSas()).length > 0) await p.charon.terminate(CHARON_CONN).catch(() => undefined);
   await bothDown(p);
 }
 
