@@ -36,6 +36,8 @@ export interface ChainOptions {
   allowSha1?: boolean;
   /** Longest path tried, anchor included (default 8). */
   maxDepth?: number;
+  /** Apply the end-entity checks of RFC 4945 5.1.3 (default true; off to report on a CA certificate itself). */
+  endEntity?: boolean;
 }
 
 export type RevocationStatus = 'good' | 'unknown';
@@ -191,7 +193,7 @@ function validatePath(path: Cert[], opts: ChainOptions, warnings: string[], veri
       checkIssuer(cert, i === anchorIndex, caBelow);
     }
   }
-  checkEndEntity(leaf, opts);
+  if (opts.endEntity !== false) checkEndEntity(leaf, opts);
   const revocation: RevocationStatus[] = [];
   for (let i = anchorIndex - 1; i >= 0; i--) {
     const cert = path[i]!;
