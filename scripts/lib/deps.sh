@@ -103,6 +103,11 @@ styx_npm_install() {
        && [ node_modules/.package-lock.json -nt package.json ] \
        && [ "${STYX_FORCE_NPM_CI:-0}" != 1 ]; then
       styx_log "node_modules is up to date with package-lock.json"
+      # npm ci runs the addon build; a tree that skipped it still needs the addon.
+      if [ ! -f native/build/Release/styx_tun.node ]; then
+        styx_log "building the TUN addon"
+        node native/build.mjs || return 1
+      fi
       return 0
     fi
     styx_log "npm ci"

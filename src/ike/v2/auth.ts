@@ -125,8 +125,12 @@ function established(ctx: V2Context, sa: IkeSaV2): void {
 
 /** Picks the connection for the initiator's identity among those that matched its addresses. */
 function pickConnection(ctx: V2Context, sa: IkeSaV2, idi: Identity, idr: Identity | null): ConnectionConfig | null {
+  const sel = sa.selection!;
+  // Only connections that would have accepted the suite IKE_SA_INIT already negotiated.
+  const suiteOk = (c: ConnectionConfig): boolean => c.ikeProposals.some((p) =>
+    p.encr.some((e) => e.id === sel.encr.id && e.keyLength === sel.encr.keyLength) && p.prf.includes(sel.prf) && p.dh.includes(sel.dh) && (sel.integ === 0 ? p.integ.length === 0 : p.integ.includes(sel.integ)));
   const conns = candidates(ctx, sa.local, sa.remote).filter((c) =>
-    identityMatches(c.remote.id, idi) && (!idr || c.local.id.type === 'any' || identityMatches(c.local.id, idr)));
+    suiteOk(c) && identityMatches(c.remote.id, idi) && (!idr || c.local.id.type === 'any' || identityMatches(c.local.id, idr)));
   // A connection naming the peer exactly is preferred over one that takes %any.
   return conns.find((c) => c.remote.id.type !== 'any') ?? conns[0] ?? null;
 }
