@@ -20,7 +20,7 @@ const COOKIE_LENGTH = 8;
 /**
  * The datagram is not ISAKMP 1.x. Carries the header fields so a caller can
  * hand an IKEv2 message to the IKEv2 codec, or answer INVALID-MAJOR-VERSION
- * (RFC 2408 5.1) with the right cookies.
+ * (RFC 2408 5.2) with the right cookies.
  */
 export class IsakmpVersionError extends MalformedError {
   override readonly code: string = 'ERR_VERSION';
@@ -63,7 +63,7 @@ export class IsakmpVersionError extends MalformedError {
 /**
  * RFC 2408 3.1. The version is checked before the length so an IKEv2
  * datagram is recognised as such whatever its framing. The minor version is
- * kept but not judged: RFC 2408 5.1 leaves INVALID-MINOR-VERSION to the
+ * kept but not judged: RFC 2408 5.2 leaves INVALID-MINOR-VERSION to the
  * receiver and deployed peers all send 0. Flag bits 3-7 are unused and
  * ignored on receipt.
  */

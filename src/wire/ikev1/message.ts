@@ -31,8 +31,8 @@ export const V1_GENERIC_HEADER_LENGTH = 4;
  * zeros to the block size, RFC 2409 5.3 describes padding whose last octet
  * counts it, and implementations do either (or pad with other octets). So
  * what follows the payload whose Next Payload is 0 is ignored, whatever its
- * content, as long as it is shorter than the longest padding a sender could
- * mean (255 octets plus a length octet). More than that is not padding.
+ * content, up to 255 octets: padding a one-octet count could describe. More
+ * than that is not padding but stray data, and is refused.
  */
 export const V1_MAX_TRAILING_PADDING = 255;
 

@@ -16,7 +16,7 @@
  *   the clear before it (RFC 2409 5.7), so either is accepted here; with
  *   encryption the HASH must come first.
  * Unknown payload types are refused: IKEv1 has no critical bit, and RFC 2408
- * 5.1 answers an unknown Next Payload with INVALID-PAYLOAD-TYPE.
+ * 5.3 answers an unknown Next Payload with INVALID-PAYLOAD-TYPE.
  */
 import { MalformedError, UnsupportedError } from '../../util/errors.js';
 import { V1ExchangeType, V1PayloadType } from './constants.js';

@@ -68,7 +68,7 @@ export interface V1NatOaPayload { type: typeof V1PayloadType.NAT_OA; draft: bool
 /**
  * A payload of a type styx does not know (mode-config attributes, IKE
  * fragments, ...). IKEv1 has no critical bit; the rules decide whether an
- * unknown payload is tolerable (RFC 2408 5.1: INVALID-PAYLOAD-TYPE).
+ * unknown payload is tolerable (RFC 2408 5.3: INVALID-PAYLOAD-TYPE).
  */
 export interface V1UnknownPayload { type: 'unknown'; rawType: number; data: Buffer }
 
