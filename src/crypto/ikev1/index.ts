@@ -5,7 +5,7 @@ export {
 } from './algorithms.js';
 export {
   type V1Phase1KeyInput, type V1Phase1Keys, type V1Phase1Transcript, type V1SkeyidAuth, type V1Skeyids,
-  v1DerivePhase1Keys, v1DeriveSkeyids, v1EncryptionKey, v1HashI, v1HashR, v1Skeyid,
+  v1DerivePhase1Keys, v1DeriveSkeyids, v1EncryptionKey, v1HashI, v1HashR, v1Skeyid, v1SkeyidPsk, v1SkeyidSig,
 } from './phase1.js';
 export {
   type V1KeymatInput,

@@ -11,16 +11,19 @@ export type V1SkeyidAuth =
   | { method: 'psk'; psk: Buffer }
   | { method: 'signature' };
 
-/**
- * RFC 2409 5:
- *   for signatures:         SKEYID = prf(Ni_b | Nr_b, g^xy)
- *   for pre-shared keys:    SKEYID = prf(pre-shared-key, Ni_b | Nr_b)
- * (Public key encryption, 5.2/5.3, is not supported.)
- */
+/** RFC 2409 5, pre-shared keys: SKEYID = prf(pre-shared-key, Ni_b | Nr_b). */
+export function v1SkeyidPsk(hashId: number, psk: Buffer, niB: Buffer, nrB: Buffer): Buffer {
+  return v1Prf(hashId).compute(psk, Buffer.concat([niB, nrB]));
+}
+
+/** RFC 2409 5, signatures: SKEYID = prf(Ni_b | Nr_b, g^xy). */
+export function v1SkeyidSig(hashId: number, niB: Buffer, nrB: Buffer, gxy: Buffer): Buffer {
+  return v1Prf(hashId).compute(Buffer.concat([niB, nrB]), gxy);
+}
+
+/** SKEYID by authentication class; public key encryption (RFC 2409 5.2/5.3) is not supported. */
 export function v1Skeyid(hashId: number, auth: V1SkeyidAuth, niB: Buffer, nrB: Buffer, gxy: Buffer): Buffer {
-  const prf = v1Prf(hashId);
-  const nonces = Buffer.concat([niB, nrB]);
-  return auth.method === 'psk' ? prf.compute(auth.psk, nonces) : prf.compute(nonces, gxy);
+  return auth.method === 'psk' ? v1SkeyidPsk(hashId, auth.psk, niB, nrB) : v1SkeyidSig(hashId, niB, nrB, gxy);
 }
 
 export interface V1Skeyids { skeyidD: Buffer; skeyidA: Buffer; skeyidE: Buffer }
