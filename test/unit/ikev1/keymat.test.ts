@@ -7,7 +7,7 @@ import { createHash, createHmac, randomBytes } from 'node:crypto';
 import {
   V1IvChain, createV1KeyExchange, v1Cipher, v1Decrypt, v1DeriveSkeyids, v1DerivePhase1Keys, v1EncryptionKey, v1Encrypt,
   v1EspKeyLengths, v1HashI, v1HashInfo, v1HashR, v1Phase1Iv, v1Phase2Iv, v1QuickKeymat, v1Skeyid, v1SkeyidPsk, v1SkeyidSig,
-  v1CheckHash, v1Prf,
+  v1CheckHash, v1InformationalHash, v1Prf,
 } from '../../../src/crypto/ikev1/index.js';
 import { EspTransformId, IpsecAuthAlg, V1EncryptionAlg, V1HashAlg } from '../../../src/wire/ikev1/index.js';
 import { IntegrityError, MalformedError, UnsupportedError } from '../../../src/util/errors.js';
@@ -157,6 +157,14 @@ describe('IKEv1 algorithms', () => {
     assert.throws(() => v1EspKeyLengths(EspTransformId.ESP_AES_GCM_16, 256, IpsecAuthAlg.HMAC_SHA), UnsupportedError);
     assert.throws(() => v1EspKeyLengths(EspTransformId.ESP_AES, undefined, IpsecAuthAlg.HMAC_SHA), UnsupportedError);
     assert.throws(() => v1EspKeyLengths(EspTransformId.ESP_AES, 128, IpsecAuthAlg.HMAC_MD5), UnsupportedError);
+  });
+
+  it('computes the Informational HASH(1) over M-ID and the N/D payloads (RFC 2409 5.7)', () => {
+    const skeyidA = randomBytes(32);
+    const rest = H('0000000c000000010110000100000000');
+    const expected = createHmac('sha256', skeyidA).update(H('a1b2c3d4')).update(rest).digest();
+    assert.equal(hex(v1InformationalHash(V1HashAlg.SHA2_256, skeyidA, 0xa1b2c3d4, rest)), hex(expected));
+    assert.notEqual(hex(v1InformationalHash(V1HashAlg.SHA2_256, skeyidA, 0xa1b2c3d5, rest)), hex(expected));
   });
 
   it('puts g(qm)^xy first in the PFS KEYMAT seed and chains Kn into Kn+1 (RFC 2409 5.5)', () => {
