@@ -7,6 +7,7 @@
 import { readdir, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { addrText } from '../ike/ts.js';
 import { AuthError } from './errors.js';
 import { validateChain, type ChainOptions, type ValidatedChain } from './chain.js';
 import { encodeCertReq } from './certreq.js';
@@ -79,7 +80,7 @@ async function expand(paths: readonly string[] | undefined, base: string, ext: R
   return out;
 }
 
-const spkiOf = (k: KeyObject): Buffer => createPublicKey(k).export({ type: 'spki', format: 'der' });
+const spkiOf = (k: KeyObject): Buffer => (k.type === 'private' ? createPublicKey(k) : k).export({ type: 'spki', format: 'der' });
 
 function keyLabel(c: Cert): string {
   const k = c.key;
@@ -94,7 +95,7 @@ function altNameText(c: Cert): string[] {
       case 'dns': return `DNS:${n.value}`;
       case 'email': return `email:${n.value}`;
       case 'uri': return `URI:${n.value}`;
-      case 'ip': return `IP:${n.value.length === 4 ? [...n.value].join('.') : n.value.toString('hex').replace(/(.{4})(?!$)/g, '$1:')}`;
+      case 'ip': return `IP:${n.value.length === 4 || n.value.length === 16 ? addrText(n.value) : n.value.toString('hex')}`;
       case 'dn': return 'DirName';
       default: return `other:${n.tag.toString(16)}`;
     }
