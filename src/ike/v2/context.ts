@@ -38,6 +38,8 @@ export interface V2Context {
   /** Half-open responder SAs, for the cookie threshold (2.6). */
   halfOpenCount(): number;
   cookieSecret(): { current: Buffer; previous: Buffer; version: number };
+  /** The IKE SA that owns a CHILD_SA now: children move to the new SA on an IKE rekey. */
+  ownerOf(child: ChildSa): IkeSaV2 | undefined;
   /** A fresh nonce (2.10); tests replace the source to force collision outcomes. */
   nonce(): Buffer;
   /** The NAT-T (4500) socket to use for this SA's peer, if one is bound (2.23). */

@@ -82,7 +82,11 @@ async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, s
     if (err.notifyType === NotifyType.TEMPORARY_FAILURE && req.old) {
       await fail('peer answered TEMPORARY_FAILURE; retrying in a few seconds');
       const old = req.old;
-      const t = ctx.clock.setTimeout(() => { if (old.state === 'INSTALLED') void sa.enqueue(() => initiateChild(ctx, sa, req.cfg, old)); }, 2000 + Math.floor(Math.random() * 3000));
+      const t = ctx.clock.setTimeout(() => {
+        // The IKE SA may have been rekeyed meanwhile: retry on whichever owns the CHILD_SA now.
+        const owner = ctx.ownerOf(old);
+        if (old.state === 'INSTALLED' && owner) void owner.enqueue(() => initiateChild(ctx, owner, req.cfg, old));
+      }, 2000 + Math.floor(Math.random() * 3000));
       old.timers.push(t);
       return;
     }

@@ -98,7 +98,7 @@ export class IkeV2Manager implements V2Context {
   }
 
   /** The IKE SA that owns a CHILD_SA now (children move on IKE rekeys). */
-  private ownerOf(child: ChildSa): IkeSaV2 | undefined { return this.sas.find((s) => s.children.includes(child)); }
+  ownerOf(child: ChildSa): IkeSaV2 | undefined { return this.sas.find((s) => s.children.includes(child)); }
 
   /** Rekey before the soft lifetime with random jitter, so both peers rarely start together; delete at the hard one. */
   private scheduleChildLifetime(child: ChildSa): void {
