@@ -117,7 +117,7 @@ export function keyInfo(key: KeyObject): KeyInfo {
 }
 
 export interface VerifyOptions {
-  /** SHA-1 signatures are collision-prone (RFC 8247 5); refused unless asked for. */
+  /** SHA-1 signatures are collision-prone (RFC 8247 4.2 retires them for IKE); refused unless asked for. */
   allowSha1?: boolean;
 }
 

@@ -72,23 +72,26 @@ function mayIssue(issuer: Cert, cert: Cert): boolean {
   return !cert.authorityKeyId || !issuer.subjectKeyId || cert.authorityKeyId.equals(issuer.subjectKeyId);
 }
 
-function signedBy(cert: Cert, issuer: Cert, allowSha1: boolean): boolean {
+/** Why `issuer`'s key does not vouch for `cert`, or undefined when the signature verifies. */
+function linkProblem(cert: Cert, issuer: Cert, allowSha1: boolean): string | undefined {
   try {
-    return verifySignedData(cert.tbs, cert.signatureAlgorithm, cert.signature, issuer.publicKey, { allowSha1 });
+    return verifySignedData(cert.tbs, cert.signatureAlgorithm, cert.signature, issuer.publicKey, { allowSha1 })
+      ? undefined : `signature does not verify with the key of ${issuer.describe()}`;
   } catch (e) {
-    if (e instanceof AuthError) return false;
+    if (e instanceof AuthError) return `${e.message} (issuer ${issuer.describe()})`;
     throw e;
   }
 }
 
-interface Candidate { path: Cert[]; }
+interface Candidate { path: Cert[] }
+interface BuildNotes { badLink?: [Cert, string] }
 
 /**
  * All paths from the leaf to an anchor, shortest first, each link's
  * signature already verified. Records why links were rejected so that a
  * failure can say "unknown CA" or "bad signature" precisely.
  */
-function buildPaths(leaf: Cert, intermediates: Cert[], opts: ChainOptions, notes: { badSignature?: [Cert, Cert] }): Candidate[] {
+function buildPaths(leaf: Cert, intermediates: Cert[], opts: ChainOptions, notes: BuildNotes): Candidate[] {
   const maxDepth = opts.maxDepth ?? 8;
   const allowSha1 = opts.allowSha1 === true;
   const found: Candidate[] = [];
@@ -100,7 +103,8 @@ function buildPaths(leaf: Cert, intermediates: Cert[], opts: ChainOptions, notes
     // Anchors first: a path that stops at a configured anchor is preferred over one through a cross-certificate.
     for (const issuer of [...opts.anchors, ...intermediates]) {
       if (path.some((p) => p.equals(issuer)) || !mayIssue(issuer, cert)) continue;
-      if (!signedBy(cert, issuer, allowSha1)) { notes.badSignature ??= [cert, issuer]; continue; }
+      const problem = linkProblem(cert, issuer, allowSha1);
+      if (problem !== undefined) { notes.badLink ??= [cert, problem]; continue; }
       const next = [...path, issuer];
       if (isAnchor(issuer)) found.push({ path: next });
       else walk(next);
@@ -159,7 +163,7 @@ function crlStatus(cert: Cert, issuer: Cert, opts: ChainOptions, warnings: strin
   for (const crl of opts.crls) {
     if (!dnEquals(crl.issuerDer, cert.issuerDer)) continue;
     if (crl.authorityKeyId && issuer.subjectKeyId && !crl.authorityKeyId.equals(issuer.subjectKeyId)) continue;
-    const label = `CRL ${crl.source ?? ''} from "${crl.issuer}"`.replace('  ', ' ');
+    const label = `CRL ${crl.source ? `${crl.source} ` : ''}from "${crl.issuer}"`;
     if (verified.get(crl) !== issuer) {
       let ok = false;
       try { ok = verifySignedData(crl.tbs, crl.signatureAlgorithm, crl.signature, issuer.publicKey, { allowSha1: opts.allowSha1 === true }); } catch (e) {
@@ -218,13 +222,10 @@ function validatePath(path: Cert[], opts: ChainOptions, warnings: string[], veri
  * anchor.
  */
 export async function validateChain(leaf: Cert, intermediates: Cert[], opts: ChainOptions): Promise<ValidatedChain> {
-  const notes: { badSignature?: [Cert, Cert] } = {};
+  const notes: BuildNotes = {};
   const candidates = buildPaths(leaf, intermediates, opts, notes);
   if (candidates.length === 0) {
-    if (notes.badSignature) {
-      const [c, i] = notes.badSignature;
-      throw fail('ERR_SIGNATURE', c, `signature does not verify with the key of ${i.describe()}`);
-    }
+    if (notes.badLink) throw fail('ERR_SIGNATURE', notes.badLink[0], notes.badLink[1]);
     throw fail('ERR_CERT_UNKNOWN_CA', leaf, `no path to a trusted CA (issuer "${leaf.issuer}")`);
   }
   const verified = new Map<Crl, Cert>();

@@ -35,7 +35,7 @@ export interface Signer {
 export const SignatureHash = { SHA1: 1, SHA2_256: 2, SHA2_384: 3, SHA2_512: 4 } as const;
 const HASH_ID: Record<HashName, number | undefined> = { sha1: 1, sha224: undefined, sha256: 2, sha384: 3, sha512: 4 };
 
-/** What styx announces: SHA-1 is left out, as RFC 8247 3.2 (signature hashes) asks. */
+/** What styx announces: SHA-1 is left out, as RFC 8247 4.2 asks for signature hashes. */
 export const SUPPORTED_SIGNATURE_HASHES: readonly number[] = [SignatureHash.SHA2_256, SignatureHash.SHA2_384, SignatureHash.SHA2_512];
 
 interface SchemeDef {

@@ -80,18 +80,25 @@ function time(d: Date): Buffer {
   return y >= 1950 && y < 2050 ? tlv(Tag.UTCTime, Buffer.from(`${iso.slice(2)}Z`, 'latin1')) : tlv(Tag.GeneralizedTime, Buffer.from(`${iso}Z`, 'latin1'));
 }
 
-/** The signature AlgorithmIdentifier for an issuer key, with the hash matched to the key size. */
-function sigAlgFor(key: KeyObject): { der: Buffer; hash: string } {
-  if (key.asymmetricKeyType === 'rsa') return { der: seq(oidDer(Oid.sha256WithRSAEncryption), tlv(Tag.NULL, Buffer.alloc(0))), hash: 'sha256' };
+export type SigHash = 'sha1' | 'sha256' | 'sha384' | 'sha512';
+
+/** The signature AlgorithmIdentifier for an issuer key: SHA-256 for RSA, the curve's own hash for ECDSA, unless `hash` says otherwise. */
+function sigAlgFor(key: KeyObject, hash?: SigHash): { der: Buffer; hash: SigHash } {
+  if (key.asymmetricKeyType === 'rsa') {
+    const h = hash ?? 'sha256';
+    const oid = { sha1: Oid.sha1WithRSAEncryption, sha256: Oid.sha256WithRSAEncryption, sha384: Oid.sha384WithRSAEncryption, sha512: Oid.sha512WithRSAEncryption }[h];
+    return { der: seq(oidDer(oid), tlv(Tag.NULL, Buffer.alloc(0))), hash: h };
+  }
   const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (curve === 'prime256v1') return { der: seq(oidDer(Oid.ecdsaWithSHA256)), hash: 'sha256' };
-  if (curve === 'secp384r1') return { der: seq(oidDer(Oid.ecdsaWithSHA384)), hash: 'sha384' };
-  if (curve === 'secp521r1') return { der: seq(oidDer(Oid.ecdsaWithSHA512)), hash: 'sha512' };
-  throw new Error(`no signature algorithm for this ${key.asymmetricKeyType ?? 'unknown'} key`);
+  const natural: SigHash | undefined = curve === 'prime256v1' ? 'sha256' : curve === 'secp384r1' ? 'sha384' : curve === 'secp521r1' ? 'sha512' : undefined;
+  if (key.asymmetricKeyType !== 'ec' || !natural) throw new Error(`no signature algorithm for this ${key.asymmetricKeyType ?? 'unknown'} key`);
+  const h = hash ?? natural;
+  const oid = { sha1: Oid.ecdsaWithSHA1, sha256: Oid.ecdsaWithSHA256, sha384: Oid.ecdsaWithSHA384, sha512: Oid.ecdsaWithSHA512 }[h];
+  return { der: seq(oidDer(oid)), hash: h };
 }
 
-function signTbs(tbs: Buffer, issuerKey: KeyObject): { alg: Buffer; sig: Buffer } {
-  const a = sigAlgFor(issuerKey);
+function signTbs(tbs: Buffer, issuerKey: KeyObject, hash?: SigHash): { alg: Buffer; sig: Buffer } {
+  const a = sigAlgFor(issuerKey, hash);
   return { alg: a.der, sig: sign(a.hash, tbs, { key: issuerKey, dsaEncoding: 'der' }) };
 }
 
@@ -148,6 +155,8 @@ export interface CertSpec {
   altNames?: AltNamesSpec;
   /** Further extensions as [oid, critical, DER value]. */
   extra?: [string, boolean, Buffer][];
+  /** Hash of the issuer's signature (default: SHA-256 for RSA, the curve's hash for ECDSA). */
+  sigHash?: SigHash;
 }
 
 export function makeCert(spec: CertSpec): Cert {
@@ -174,7 +183,7 @@ export function makeCert(spec: CertSpec): Cert {
     exts.push(ext(ExtOid.subjectAltName, spec.subject.trim() === '', seq(...names)));
   }
   for (const [oid, crit, value] of spec.extra ?? []) exts.push(ext(oid, crit, value));
-  const alg = sigAlgFor(spec.signingKey).der;
+  const alg = sigAlgFor(spec.signingKey, spec.sigHash).der;
   const tbs = seq(
     explicit(0, smallInt(2)),
     int(spec.serial),
@@ -185,7 +194,7 @@ export function makeCert(spec: CertSpec): Cert {
     spec.publicKey.export({ type: 'spki', format: 'der' }),
     explicit(3, seq(...exts)),
   );
-  const s = signTbs(tbs, spec.signingKey);
+  const s = signTbs(tbs, spec.signingKey, spec.sigHash);
   return Cert.fromDer(seq(tbs, s.alg, tlv(Tag.BIT_STRING, Buffer.concat([Buffer.from([0]), s.sig]))));
 }
 

@@ -202,6 +202,13 @@ describe('auth/chain: generated edge cases', () => {
     await rejectsWith(validateChain(forged, [], base()), 'ERR_SIGNATURE');
   });
 
+  it('refuses SHA-1 certificate signatures unless allowed, and says so', async () => {
+    const leaf = sub('edge-sha1', root, rootKey, { sigHash: 'sha1' });
+    assert.equal(leaf.cert.signatureAlgorithm.oid, '1.2.840.10045.4.1');
+    await rejectsWith(validateChain(leaf.cert, [], base()), 'ERR_SIGNATURE', /SHA-1 signature refused/);
+    await validateChain(leaf.cert, [], { ...base(), allowSha1: true });
+  });
+
   it('uses only CRLs that verify with the issuer key, and counts a stale CRL as unknown', async () => {
     const leaf = sub('edge-crl-leaf', root, rootKey);
     const revoke = [{ serial: leaf.cert.serial, date: FROM, reason: 1 }];
