@@ -165,6 +165,8 @@ export class EspEngine {
   /**
    * Outbound policies select the SA for a packet; inbound ones widen what an
    * inbound SA accepts beyond its own selectors (both are checked in 5.2).
+   * The outer addresses always come from the SA (its src/dst, which IKE sets
+   * to the policy's tunnel endpoints), so `tunnel` is not consulted.
    */
   addPolicy(p: PolicyParams): void {
     (p.direction === 'out' ? this.policiesOut : this.policiesIn).add(p);

@@ -88,8 +88,10 @@ const MAX_EXTENSION_HEADERS = 8;
 
 function decodeIPv6(buf: Buffer): Result<InnerPacket, TruncatedError | MalformedError> {
   if (buf.length < 40) return err(new TruncatedError('IPv6 header', 40, buf.length));
-  // RFC 8200 3: payload length excludes the fixed header; jumbograms (0) are not for a tunnel.
-  const totalLength = 40 + buf.readUInt16BE(4);
+  // RFC 8200 3: payload length excludes the fixed header. 0 with more octets is a jumbogram (RFC 2675), not for a tunnel.
+  const payloadLength = buf.readUInt16BE(4);
+  if (payloadLength === 0 && buf.length > 40) return err(new MalformedError('IPv6 header', 'jumbogram (payload length 0)'));
+  const totalLength = 40 + payloadLength;
   if (totalLength > buf.length) return err(new TruncatedError('IPv6 packet', totalLength, buf.length));
   let next = buf[6]!;
   let at = 40;

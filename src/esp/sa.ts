@@ -153,9 +153,8 @@ class RandomPool {
   take(out: Buffer, outAt: number, n: number): void {
     if (this.at + n > this.buf.length) { randomFillSync(this.buf); this.at = 0; }
     this.buf.copy(out, outAt, this.at, this.at + n);
-    // Never hand the same octets out twice.
-    this.buf.fill(0, this.at, this.at + n);
-    this.at += n;
+    this.at += n; // each octet is handed out once
+
   }
 }
 const ivPool = new RandomPool();

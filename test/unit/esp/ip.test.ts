@@ -66,6 +66,10 @@ describe('esp/ip: inner packet selector fields (RFC 4301 4.4.1.1)', () => {
       const r = decodeInnerPacket(b);
       assert.ok(!r.ok && r.error instanceof E, b.toString('hex'));
     }
+    const jumbo = ipv6Udp('::1', '::2', 1, 2, Buffer.alloc(8));
+    jumbo.writeUInt16BE(0, 4);
+    const j = decodeInnerPacket(jumbo);
+    assert.ok(!j.ok && j.error instanceof MalformedError);
     const wrongFamily = decodeInnerPacket(p, 6);
     assert.ok(!wrongFamily.ok && wrongFamily.error instanceof MalformedError);
   });
