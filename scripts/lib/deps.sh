@@ -10,8 +10,8 @@ STYX_APT_TEST_PACKAGES=(
   libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
   iproute2 iputils-ping iperf3 nftables tcpdump
 )
-# The demo needs only namespaces and ping.
-STYX_APT_DEMO_PACKAGES=(iproute2 iputils-ping)
+# The demo needs namespaces, ping and iperf3.
+STYX_APT_DEMO_PACKAGES=(iproute2 iputils-ping iperf3)
 
 styx_log() { printf '==> %s\n' "$*" >&2; }
 

@@ -24,7 +24,7 @@ import type { MapValue, Value } from './yaml.js';
 export const DEFAULT_CONTROL_SOCKET = '/run/styx/styx.sock';
 
 const TOP_KEYS = ['daemon', 'connections', 'secrets'] as const;
-const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'cookie_threshold', 'log'] as const;
+const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'tun', 'cookie_threshold', 'log'] as const;
 const CONN_KEYS = [
   'version', 'local_addrs', 'remote_addrs', 'local_port', 'remote_port', 'proposals', 'local', 'remote',
   'start_action', 'rekey_time', 'lifetime', 'aggressive', 'encap', 'dpd_delay', 'dpd_timeout', 'dpd_action',
@@ -98,6 +98,16 @@ function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
   const controlSocket = isAbsolute(sock) ? sock : resolve(baseDir, sock);
   const dataplane = m.opt('dataplane', (v) => v.oneOf(['memory', 'userspace', 'xfrm'] as const), 'memory');
   const cookieThreshold = m.opt('cookie_threshold', (v) => v.int(0, 1_000_000), 10);
+  // The userspace data plane's TUN device; the MTU leaves room for ESP-in-UDP overhead (about 80 bytes).
+  const tunMap = m.get('tun').map(['name', 'mtu']);
+  const tun = {
+    name: tunMap.opt('name', (v) => {
+      const n = v.nonEmptyString();
+      if (!/^[A-Za-z0-9_.-]{1,15}$/.test(n)) v.fail(`'${n}' is not a usable interface name (1-15 letters, digits, '_', '.', '-')`);
+      return n;
+    }, 'styx0'),
+    mtu: tunMap.opt('mtu', (v) => v.int(576, 9000), 1400),
+  };
   const logLevels: Partial<Record<Subsystem, Level>> = {};
   let defaultLogLevel: Level = 'info';
   const log = m.get('log').map(['default', ...SUBSYSTEMS]);
@@ -106,7 +116,7 @@ function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
     if (key === 'default') defaultLogLevel = level;
     else logLevels[key as Subsystem] = level;
   }
-  return { listen, port, natPort, controlSocket, dataplane, logLevels, defaultLogLevel, cookieThreshold };
+  return { listen, port, natPort, controlSocket, dataplane, tun, logLevels, defaultLogLevel, cookieThreshold };
 }
 
 function parsePsk(v: Value): Buffer {

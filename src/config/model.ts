@@ -82,6 +82,8 @@ export interface DaemonConfig {
   natPort: number;                  // 4500
   controlSocket: string;            // path of the UNIX control socket
   dataplane: 'memory' | 'userspace' | 'xfrm';
+  /** The userspace data plane's TUN device. */
+  tun: { name: string; mtu: number };
   logLevels: Partial<Record<Subsystem, Level>>;
   defaultLogLevel: Level;
   /** RFC 7296 2.6: half-open IKE SAs above which the responder asks for a cookie. */

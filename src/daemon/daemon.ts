@@ -10,6 +10,8 @@ import { startControlServer } from '../control/server.js';
 import { dhName, encrName, integName, prfName } from '../crypto/index.js';
 import type { DataplaneBackend } from '../dataplane/api.js';
 import { MemoryBackend } from '../dataplane/backends/memory/index.js';
+import { UserspaceBackend } from '../dataplane/backends/userspace/index.js';
+import { openTun } from '../tun/index.js';
 import { hostAddresses, IkeSockets } from '../net/sockets.js';
 import { StyxError } from '../util/errors.js';
 import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
@@ -52,12 +54,29 @@ function bindAddresses(listen: string[]): string[] {
   return [...out];
 }
 
-function createBackend(cfg: StyxConfig): DataplaneBackend {
+async function createBackend(cfg: StyxConfig, sockets: IkeSockets): Promise<DataplaneBackend> {
   switch (cfg.daemon.dataplane) {
     case 'memory': return new MemoryBackend();
+    case 'userspace': {
+      const tun = await openTun({ name: cfg.daemon.tun.name, mtu: cfg.daemon.tun.mtu, up: true });
+      logs.for('dataplane').info(`userspace data plane on ${tun.name} (MTU ${tun.mtu}), ESP in UDP on port ${cfg.daemon.natPort}`);
+      return new UserspaceBackend(tun, {
+        setEspReceiver: (cb) => { sockets.espReceiver = cb; },
+        sendEsp: (data, local, remote) => sockets.sendRaw(data, local, remote),
+      }, { natPort: cfg.daemon.natPort, log: logs.for('dataplane') });
+    }
     default:
-      throw new StyxError('ERR_DATAPLANE', `data plane '${cfg.daemon.dataplane}' is not available in this version of styx; use 'memory'`);
+      throw new StyxError('ERR_DATAPLANE', `data plane '${cfg.daemon.dataplane}' is not available in this version of styx; use 'userspace' or 'memory'`);
   }
+}
+
+/**
+ * The userspace data plane moves ESP only inside UDP (RFC 3948), so every
+ * connection must negotiate UDP encapsulation, even without a NAT.
+ */
+function forDataplane(cfg: StyxConfig): StyxConfig {
+  if (cfg.daemon.dataplane !== 'userspace') return cfg;
+  return { ...cfg, connections: cfg.connections.map((c) => (c.encap ? c : { ...c, encap: true })) };
 }
 
 export class Daemon implements ControlHandler {
@@ -71,12 +90,18 @@ export class Daemon implements ControlHandler {
   ) {}
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
-    const cfg = loadConfig(opts.configPath);
+    const cfg = forDataplane(loadConfig(opts.configPath));
     applyLogLevels(cfg, opts.logLevels);
-    const dp = createBackend(cfg);
     let manager: IkeV2Manager | null = null;
     const sockets = new IkeSockets(logs.for('net'), (data, local, remote) => manager?.receive(data, local, remote));
     await sockets.bind(bindAddresses(cfg.daemon.listen), cfg.daemon.port, cfg.daemon.natPort);
+    let dp: DataplaneBackend;
+    try {
+      dp = await createBackend(cfg, sockets);
+    } catch (e) {
+      await sockets.close();
+      throw e;
+    }
     manager = new IkeV2Manager(cfg, dp, sockets, realClock, logs.for('ike'));
     const d = new Daemon(cfg, opts, manager, sockets, dp, null);
     const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
@@ -156,7 +181,8 @@ export class Daemon implements ControlHandler {
   }
 
   async reload(): Promise<string> {
-    const cfg = loadConfig(this.opts.configPath);
+    const cfg = forDataplane(loadConfig(this.opts.configPath));
+    if (cfg.daemon.dataplane !== this.cfg.daemon.dataplane) throw new Error(`the data plane cannot change on reload (running ${this.cfg.daemon.dataplane}); restart styxd`);
     applyLogLevels(cfg, this.opts.logLevels);
     this.cfg = cfg;
     this.manager.setConfig(cfg);

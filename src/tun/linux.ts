@@ -209,7 +209,7 @@ export class LinuxTun implements TunDevice, TunErrorSource {
    * Routes a remote traffic selector's network through this device.
    * `replace` makes a repeated add (rekey, re-established SA) succeed.
    */
-  addRoute(cidr: string, opts: { metric?: number; table?: number | string } = {}): Promise<void> {
+  addRoute(cidr: string, opts: { metric?: number; table?: number | string; src?: string } = {}): Promise<void> {
     const c = parseCidr(cidr);
     return runIp([`-${c.family}`, 'route', 'replace', `${c.address}/${c.prefix}`, 'dev', this.name, ...routeExtras(opts)]);
   }
@@ -249,8 +249,10 @@ export class LinuxTun implements TunDevice, TunErrorSource {
   }
 }
 
-function routeExtras(opts: { metric?: number; table?: number | string }): string[] {
+function routeExtras(opts: { metric?: number; table?: number | string; src?: string }): string[] {
   const out: string[] = [];
+  // A preferred source inside the local selector, so locally sent packets match the policy.
+  if (opts.src !== undefined) out.push('src', opts.src);
   if (opts.metric !== undefined) out.push('metric', String(opts.metric));
   if (opts.table !== undefined) out.push('table', String(opts.table));
   return out;
