@@ -4,26 +4,10 @@
  * an exception, an unhandled rejection, or harm to an established SA.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { gunzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { TwoPeers, LEFT, RIGHT } from './two-peers.js';
 import { ExchangeType } from '../../../src/wire/ikev2/constants.js';
-
-const CORPUS = new URL('../../../../test/fixtures/openiked-corpus/openiked-fuzzing-corpus.tar.gz', import.meta.url);
-
-/** The regular files of a ustar archive (the format is fixed: 512-byte header blocks). */
-function* tarFiles(tar: Buffer): Generator<{ name: string; data: Buffer }> {
-  for (let off = 0; off + 512 <= tar.length;) {
-    const h = tar.subarray(off, off + 512);
-    if (h.every((b) => b === 0)) return;
-    const name = h.subarray(0, 100).toString('latin1').replace(/\0.*$/s, '');
-    const size = parseInt(h.subarray(124, 136).toString('latin1').replace(/\0.*$/s, '').trim() || '0', 8);
-    const type = String.fromCharCode(h[156]!);
-    if (type === '0' || type === '\0') yield { name, data: tar.subarray(off + 512, off + 512 + size) };
-    off += 512 + Math.ceil(size / 512) * 512;
-  }
-}
+import { CORPUS_SIZE, corpus } from '../corpus.js';
 
 async function established(): Promise<TwoPeers> {
   const p = new TwoPeers();
@@ -58,7 +42,7 @@ describe('ike/v2 responder robustness', function () {
     const sa = p.right.sas[0]!;
     const rej = trackRejections();
     let n = 0;
-    for (const f of tarFiles(gunzipSync(readFileSync(CORPUS)))) {
+    for (const f of corpus()) {
       n++;
       p.right.receive(Buffer.from(f.data), RIGHT, LEFT);
       // The same bytes with the established SA's SPIs, so they reach decryption and message-ID checks.
@@ -71,7 +55,7 @@ describe('ike/v2 responder robustness', function () {
       if (n % 500 === 0) await p.settle();
     }
     await p.settle();
-    assert.equal(n, 15762);
+    assert.equal(n, CORPUS_SIZE);
     assert.deepEqual(rej.stop(), []);
     assert.ok(p.right.counters.malformed > 0);
     assert.ok(p.lines.some((l) => /dropped message from 192\.0\.2\.1:500: malformed/.test(l)));

@@ -1,4 +1,4 @@
-/** Loads the wire fixtures (test/fixtures/wire, test/fixtures/openiked-fuzzing); see the READMEs there. */
+/** Loads the wire fixtures (test/fixtures/wire); see the READMEs there. */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
