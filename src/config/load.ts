@@ -24,7 +24,7 @@ import type { MapValue, Value } from './yaml.js';
 export const DEFAULT_CONTROL_SOCKET = '/run/styx/styx.sock';
 
 const TOP_KEYS = ['daemon', 'connections', 'secrets'] as const;
-const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'tun', 'cookie_threshold', 'log'] as const;
+const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'tun', 'cookie_threshold', 'keepalive', 'log'] as const;
 const CONN_KEYS = [
   'version', 'local_addrs', 'remote_addrs', 'local_port', 'remote_port', 'proposals', 'local', 'remote',
   'start_action', 'rekey_time', 'lifetime', 'aggressive', 'encap', 'dpd_delay', 'dpd_timeout', 'dpd_action',
@@ -98,6 +98,12 @@ function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
   const controlSocket = isAbsolute(sock) ? sock : resolve(baseDir, sock);
   const dataplane = m.opt('dataplane', (v) => v.oneOf(['memory', 'userspace', 'xfrm'] as const), 'memory');
   const cookieThreshold = m.opt('cookie_threshold', (v) => v.int(0, 1_000_000), 10);
+  // RFC 3948 2.3: how often a host behind a NAT refreshes the mapping; 0 turns keepalives off.
+  const keepalive = m.opt('keepalive', (v) => {
+    const secs = v.duration();
+    if (secs > 3600) v.fail(`keepalive ${secs}s is longer than any NAT keeps a UDP mapping; use at most 1h`);
+    return secs;
+  }, 20);
   // The userspace data plane's TUN device; the MTU leaves room for ESP-in-UDP overhead (about 80 bytes).
   const tunMap = m.get('tun').map(['name', 'mtu']);
   const tun = {
@@ -116,7 +122,7 @@ function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
     if (key === 'default') defaultLogLevel = level;
     else logLevels[key as Subsystem] = level;
   }
-  return { listen, port, natPort, controlSocket, dataplane, tun, logLevels, defaultLogLevel, cookieThreshold };
+  return { listen, port, natPort, controlSocket, dataplane, tun, logLevels, defaultLogLevel, cookieThreshold, keepalive };
 }
 
 function parsePsk(v: Value): Buffer {

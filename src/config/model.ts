@@ -88,6 +88,8 @@ export interface DaemonConfig {
   defaultLogLevel: Level;
   /** RFC 7296 2.6: half-open IKE SAs above which the responder asks for a cookie. */
   cookieThreshold: number;
+  /** Seconds between NAT keepalives sent from behind a NAT (RFC 3948 2.3); 0 = off. */
+  keepalive: number;
 }
 
 export interface StyxConfig {

@@ -16,6 +16,7 @@ import { hostAddresses, IkeSockets } from '../net/sockets.js';
 import { StyxError } from '../util/errors.js';
 import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
 import { realClock } from '../util/timers.js';
+import { NatKeepalive } from '../ike/nat-keepalive.js';
 import { identityText, configIdText } from '../ike/identity.js';
 import { spiHex } from '../ike/v2/child-sa.js';
 import type { IkeSaV2 } from '../ike/v2/ike-sa.js';
@@ -87,6 +88,7 @@ export class Daemon implements ControlHandler {
     readonly sockets: IkeSockets,
     readonly dp: DataplaneBackend,
     private control: { close(): Promise<void> } | null,
+    private readonly keepalive: NatKeepalive,
   ) {}
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -103,7 +105,9 @@ export class Daemon implements ControlHandler {
       throw e;
     }
     manager = new IkeV2Manager(cfg, dp, sockets, realClock, logs.for('ike'));
-    const d = new Daemon(cfg, opts, manager, sockets, dp, null);
+    const keepalive = new NatKeepalive(() => manager?.sas ?? [], (data, local, remote) => sockets.sendRaw(data, local, remote), cfg.daemon.natPort, realClock, logs.for('net'));
+    keepalive.start(cfg.daemon.keepalive);
+    const d = new Daemon(cfg, opts, manager, sockets, dp, null, keepalive);
     const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
     d.control = await startControlServer(socketPath, d, logs.for('control'));
     log.info(`styxd started: ${cfg.connections.length} connection(s) from ${cfg.file}, IKE on ${sockets.endpoints.map((e) => `${e.address}:${e.port}`).join(' ')}, control socket ${socketPath}, data plane ${dp.name}`);
@@ -124,6 +128,7 @@ export class Daemon implements ControlHandler {
 
   async stop(): Promise<void> {
     log.info('styxd stopping: deleting SAs');
+    this.keepalive.stop();
     await this.manager.shutdown();
     await this.control?.close();
     await this.sockets.close();
@@ -186,6 +191,7 @@ export class Daemon implements ControlHandler {
     applyLogLevels(cfg, this.opts.logLevels);
     this.cfg = cfg;
     this.manager.setConfig(cfg);
+    this.keepalive.start(cfg.daemon.keepalive);
     log.info(`configuration reloaded: ${cfg.connections.length} connection(s); established SAs keep the settings they were made with`);
     return `reloaded ${cfg.connections.length} connection(s)`;
   }
@@ -203,6 +209,7 @@ export class Daemon implements ControlHandler {
     return {
       ...Object.fromEntries(Object.entries(c).map(([k, v]) => [`ike.${k}`, v])),
       ...Object.fromEntries(Object.entries(n).map(([k, v]) => [`net.${k}`, v])),
+      'net.keepalivesSent': this.keepalive.sent,
       'ike.sas': this.manager.sas.length,
       'ike.halfOpen': this.manager.halfOpenCount(),
     };
