@@ -343,6 +343,12 @@ export class IkeV2Manager implements V2Context {
     this.log.info(`${sa.tag}: peer now at ${fmt(remote)} (was ${fmt(sa.remote)}), local ${fmt(local)}`);
     sa.remote = { ...remote };
     sa.local = { ...local };
+    // The CHILD_SAs' outer addresses move with the IKE SA (2.23), so ESP follows the new NAT mapping.
+    for (const c of sa.children) {
+      if (c.state === 'DELETED') continue;
+      void this.dp.updateSa(c.spiOut, 'out', { src: sa.local, dst: sa.remote }).catch((e: Error) => this.log.warn(`${sa.tag}: moving CHILD_SA ${spiHex(c.spiOut)}_o: ${e.message}`));
+      void this.dp.updateSa(c.spiIn, 'in', { src: sa.remote, dst: sa.local }).catch((e: Error) => this.log.warn(`${sa.tag}: moving CHILD_SA ${spiHex(c.spiIn)}_i: ${e.message}`));
+    }
   }
 
   connection(name: string): ConnectionConfig | undefined { return this.cfg.connections.find((c) => c.name === name); }
