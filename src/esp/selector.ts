@@ -107,8 +107,8 @@ export interface CompiledPolicy {
 
 /**
  * "Most specific first": fewer addresses covered (both sides together),
- * then a named protocol before ANY, then fewer ports; ties keep insertion
- * order. A decorrelated SPD (RFC 4301 4.4.1) would not need an order at all;
+ * then a named protocol before ANY, then fewer ports; among equals the
+ * newest first. A decorrelated SPD (RFC 4301 4.4.1) would not need an order at all;
  * IKEv2 narrowing can produce overlapping pairs, and then the narrower wins.
  */
 function moreSpecific(a: CompiledPolicy, b: CompiledPolicy): number {
@@ -121,7 +121,8 @@ function moreSpecific(a: CompiledPolicy, b: CompiledPolicy): number {
   const qa = a.local.portSpan * a.remote.portSpan;
   const qb = b.local.portSpan * b.remote.portSpan;
   if (qa !== qb) return qa - qb;
-  return a.seq - b.seq;
+  // Equal selectors: the newest policy wins, so a rekeyed CHILD_SA's outbound SA takes over as soon as it is installed.
+  return b.seq - a.seq;
 }
 
 /** One direction's policies. Linear search over an ordered list: fine for the tens of policies a host has. */

@@ -313,6 +313,18 @@ describe('esp/engine: engine to engine', () => {
     assert.equal(p.a.encapsulate([ipv4Udp('10.1.0.5', '10.2.0.7', 1, 2, Buffer.alloc(8))])[0]!.data.readUInt32BE(0), 0x1000);
   });
 
+  it('a rekeyed CHILD_SA takes over at once: among equal policies the newest wins', () => {
+    const p = makePair(GCM128);
+    const k = { id: EncrId.ENCR_AES_GCM_16, key: randomBytes(20), keyLength: 128 };
+    p.a.addSa(saParams({ spi: 0x3000, direction: 'out', encr: k, dst: p.aToB.dst }));
+    const old = { direction: 'out' as const, local: p.aToB.selectors.local[0]!, remote: p.aToB.selectors.remote[0]!, mode: 'tunnel' as const, spi: 0x1000, tunnel: null, tag: 'test' };
+    p.a.addPolicy({ ...old, spi: 0x3000 });
+    assert.equal(p.a.encapsulate([udpAB(1)])[0]!.data.readUInt32BE(0), 0x3000);
+    // Deleting the old policy (rekey done) leaves the new one; deleting the new one would fall back.
+    assert.equal(p.a.deletePolicy(old), true);
+    assert.equal(p.a.encapsulate([udpAB(2)])[0]!.data.readUInt32BE(0), 0x3000);
+  });
+
   it('updateSa moves the destination (NAT mapping change); encap sends to 4500', () => {
     const p = makePair(GCM128);
     assert.equal(p.a.updateSa(0x1000, 'out', { dst: { address: '203.0.113.50', port: 31337 } }), true);
