@@ -4,15 +4,20 @@
  * start-up or reload with the file, line and key to fix, instead of later
  * in the middle of a negotiation.
  */
-import { readFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { AuthError } from '../auth/errors.js';
+import { dnToDer } from '../auth/dn.js';
+import { parseCertificates, parseCrls, parsePrivateKey } from '../auth/load.js';
+import type { Cert } from '../auth/x509.js';
 import { ConfigError } from '../util/errors.js';
 import { LEVELS, SUBSYSTEMS } from '../util/log.js';
 import type { Level, Subsystem } from '../util/log.js';
 import { ValueError, isHostname, parseIdentity, parseTrafficSelector, sameIdentity } from './addr.js';
 import type {
-  AuthConfig, ChildConfig, ConnectionConfig, DaemonConfig, EspProposalConfig, IdentityConfig,
+  AuthConfig, PubkeyAuthConfig, ChildConfig, ConnectionConfig, DaemonConfig, EspProposalConfig, IdentityConfig,
   IkeProposalConfig, SecretConfig, StyxConfig, TrafficSelectorConfig,
 } from './model.js';
 import {
@@ -24,13 +29,19 @@ import type { MapValue, Value } from './yaml.js';
 export const DEFAULT_CONTROL_SOCKET = '/run/styx/styx.sock';
 
 const TOP_KEYS = ['daemon', 'connections', 'secrets'] as const;
-const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'tun', 'cookie_threshold', 'keepalive', 'log'] as const;
+const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane', 'tun', 'cookie_threshold', 'keepalive', 'fragment_size', 'log'] as const;
 const CONN_KEYS = [
   'version', 'local_addrs', 'remote_addrs', 'local_port', 'remote_port', 'proposals', 'local', 'remote',
   'start_action', 'rekey_time', 'lifetime', 'aggressive', 'encap', 'dpd_delay', 'dpd_timeout', 'dpd_action',
-  'retransmit', 'children',
+  'retransmit', 'fragmentation', 'fragment_size', 'children',
 ] as const;
-const AUTH_KEYS = ['auth', 'id', 'cert', 'key'] as const;
+const AUTH_KEYS = ['auth', 'id', 'cert', 'key', 'cacerts', 'crls', 'signature'] as const;
+/** Keys that only make sense on one side of a pubkey connection. */
+const LOCAL_ONLY = ['key', 'signature'] as const;
+const REMOTE_ONLY = ['cacerts', 'crls'] as const;
+/** RFC 7383 2.5.1: 1280 is the IPv6 minimum MTU, safe on any path; below 256 a fragment carries almost nothing. */
+const DEFAULT_FRAGMENT_SIZE = 1280;
+const MIN_FRAGMENT_SIZE = 256;
 const CHILD_KEYS = ['local_ts', 'remote_ts', 'esp_proposals', 'mode', 'start_action', 'rekey_time', 'lifetime'] as const;
 const RETRANSMIT_KEYS = ['timeout', 'tries', 'base'] as const;
 const SECRET_KEYS = ['ids', 'psk'] as const;
@@ -72,7 +83,7 @@ export function parseConfig(text: string, file: string): StyxConfig {
   for (const name of connsMap.keys()) {
     const v = connsMap.get(name);
     if (!NAME.test(name)) v.fail(`invalid connection name '${name}' (letters, digits, '.', '_', '-')`);
-    const conn = parseConnection(name, v, baseDir);
+    const conn = parseConnection(name, v, baseDir, daemon);
     checkSecret(conn, secrets, v);
     connections.push(conn);
   }
@@ -122,7 +133,8 @@ function parseDaemon(m: MapValue, baseDir: string): DaemonConfig {
     if (key === 'default') defaultLogLevel = level;
     else logLevels[key as Subsystem] = level;
   }
-  return { listen, port, natPort, controlSocket, dataplane, tun, logLevels, defaultLogLevel, cookieThreshold, keepalive };
+  const fragmentSize = m.opt('fragment_size', (v) => v.int(MIN_FRAGMENT_SIZE, 65535), DEFAULT_FRAGMENT_SIZE);
+  return { listen, port, natPort, controlSocket, dataplane, tun, logLevels, defaultLogLevel, cookieThreshold, keepalive, fragmentSize };
 }
 
 function parsePsk(v: Value): Buffer {
@@ -174,30 +186,120 @@ function parseAuth(v: Value, side: AddrKind, localAddrs: string[], baseDir: stri
   if (!v.present) v.fail(`'${side}' is required (at least { auth: psk })`);
   const m = v.map(AUTH_KEYS);
   const method = m.get('auth').oneOf(['psk', 'pubkey'] as const);
-  let id: IdentityConfig;
+  if (method === 'psk') {
+    for (const k of ['cert', ...LOCAL_ONLY, ...REMOTE_ONLY] as const) if (m.has(k)) m.get(k).fail(`'${k}' is only used with auth: pubkey`);
+    return { method, id: parseAuthId(m, side, localAddrs, undefined) };
+  }
+  for (const k of side === 'local' ? REMOTE_ONLY : LOCAL_ONLY) {
+    if (m.has(k)) m.get(k).fail(`'${k}' belongs under ${side === 'local' ? 'remote' : 'local'}: (${side === 'local' ? 'it says whom we trust' : 'it is about our own key'})`);
+  }
+  const path = (k: 'cert' | 'key'): string | undefined => (m.has(k) ? resolve(baseDir, m.get(k).nonEmptyString()) : undefined);
+  const cert = path('cert'), key = path('key');
+  const leaf = cert !== undefined ? checkCertFile(m.get('cert'), cert) : undefined;
+  const cacerts = pathList(m.get('cacerts'), baseDir);
+  const crls = pathList(m.get('crls'), baseDir);
+  if (side === 'local') {
+    if (cert === undefined) m.get('cert').fail('local pubkey authentication needs a certificate file');
+    if (key === undefined) m.get('key').fail('local pubkey authentication needs a private key file');
+    checkKeyFile(m.get('key'), key, leaf!, cert);
+  } else {
+    if (cacerts.length === 0 && cert === undefined) m.get('cacerts').fail('remote pubkey authentication needs cacerts (or the peer\'s cert) to trust anyone');
+    cacerts.forEach((p, i) => checkCaEntry(m.get('cacerts').list()[i]!, p));
+    crls.forEach((p, i) => checkCrlEntry(m.get('crls').list()[i]!, p));
+  }
+  const signature = m.opt('signature', (x) => x.oneOf(['auto', 'pss', 'legacy'] as const), 'auto');
+  if (signature === 'pss' && leaf && leaf.key.type === 'ecdsa') m.get('signature').fail('signature: pss needs an RSA key, the certificate has an ECDSA key');
+  const out: PubkeyAuthConfig = { method, id: parseAuthId(m, side, localAddrs, leaf), cacerts, crls, signature };
+  if (cert !== undefined) out.cert = cert;
+  if (key !== undefined) out.key = key;
+  return out;
+}
+
+/**
+ * The configured identity; without one, a local certificate's subject
+ * (RFC 4945 3.1.5), else the single local address, and %any for the peer.
+ */
+function parseAuthId(m: MapValue, side: AddrKind, localAddrs: string[], leaf: Cert | undefined): IdentityConfig {
   if (m.has('id')) {
     const idv = m.get('id');
-    id = at(idv, () => parseIdentity(idv.string()));
+    const id = at(idv, () => parseIdentity(idv.string()));
     if (side === 'local' && id.type === 'any') idv.fail('the local identity cannot be %any');
-  } else if (side === 'remote') {
-    id = { type: 'any', value: '%any' };
-  } else {
-    // Without an explicit id, the local address is the natural identity, but only if there is exactly one.
-    const literal = localAddrs.filter((a) => isIP(a) !== 0);
-    if (literal.length !== 1 || localAddrs.length !== 1) {
-      return m.get('id').fail('local.id is required unless local_addrs is a single IP address');
+    if (id.type === 'dn') {
+      try { dnToDer(id.value); } catch (e) { if (e instanceof AuthError) idv.fail(e.message); throw e; }
     }
-    id = parseIdentity(literal[0]!);
+    return id;
   }
-  if (method === 'psk') {
-    for (const k of ['cert', 'key'] as const) if (m.has(k)) m.get(k).fail(`'${k}' is only used with auth: pubkey`);
-    return { method, id };
+  if (side === 'remote') return { type: 'any', value: '%any' };
+  if (side === 'local' && leaf) return { type: 'dn', value: leaf.subject };
+  // Without an explicit id, the local address is the natural identity, but only if there is exactly one.
+  const literal = localAddrs.filter((a) => isIP(a) !== 0);
+  if (literal.length !== 1 || localAddrs.length !== 1) {
+    return m.get('id').fail('local.id is required unless local_addrs is a single IP address');
   }
-  const out: AuthConfig = { method, id };
-  if (m.has('cert')) out.cert = resolve(baseDir, m.get('cert').nonEmptyString());
-  if (m.has('key')) out.key = resolve(baseDir, m.get('key').nonEmptyString());
-  if (side === 'local' && out.key === undefined) m.get('key').fail('local pubkey authentication needs a private key file');
-  return out;
+  return parseIdentity(literal[0]!);
+}
+
+/** A string or a list of strings, each resolved against the configuration's directory. */
+function pathList(v: Value, baseDir: string): string[] {
+  return v.list().map((x) => resolve(baseDir, x.nonEmptyString()));
+}
+
+const CERT_FILE = /\.(pem|crt|cer|der)$/i;
+const CRL_FILE = /\.(pem|crl|der)$/i;
+
+const errnoOf = (e: unknown): string => (e as NodeJS.ErrnoException).code ?? (e instanceof Error ? e.message : String(e));
+
+/** Runs a parser from src/auth and reports its failure at the key that named the file. */
+function parsedAt<T>(v: Value, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof AuthError) v.fail(e.message);
+    throw e;
+  }
+}
+
+function readAt(v: Value, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    return v.fail(`cannot read ${file} (${errnoOf(e)})`);
+  }
+}
+
+/** A file, or the files of a directory with a matching extension (as CertStore reads them). */
+function filesAt(v: Value, path: string, ext: RegExp, what: string): string[] {
+  let dir: boolean;
+  try { dir = statSync(path).isDirectory(); } catch (e) { return v.fail(`cannot read ${path} (${errnoOf(e)})`); }
+  if (!dir) return [path];
+  let names: string[];
+  try { names = readdirSync(path); } catch (e) { return v.fail(`cannot read directory ${path} (${errnoOf(e)})`); }
+  const files = names.filter((n) => ext.test(n)).sort().map((n) => join(path, n));
+  if (files.length === 0) v.fail(`directory ${path} holds no ${what} files (${ext.source})`);
+  return files;
+}
+
+/** Our certificate file: readable, a certificate first, intermediates (if any) after it. */
+function checkCertFile(v: Value, file: string): Cert {
+  return parsedAt(v, () => parseCertificates(readAt(v, file), file))[0]!;
+}
+
+function checkCaEntry(v: Value, path: string): void {
+  for (const f of filesAt(v, path, CERT_FILE, 'certificate')) parsedAt(v, () => parseCertificates(readAt(v, f), f));
+}
+
+function checkCrlEntry(v: Value, path: string): void {
+  for (const f of filesAt(v, path, CRL_FILE, 'CRL')) parsedAt(v, () => parseCrls(readAt(v, f), f));
+}
+
+/** The key must parse and belong to the certificate, or every signature would fail at run time. */
+function checkKeyFile(v: Value, file: string | undefined, leaf: Cert, certFile: string | undefined): void {
+  if (file === undefined) return;
+  const key = parsedAt(v, () => parsePrivateKey(readAt(v, file), file));
+  const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  if (!spki.equals(leaf.publicKey.export({ type: 'spki', format: 'der' }))) {
+    v.fail(`${file}: private key does not belong to the certificate in ${certFile ?? 'cert'} (${leaf.describe()})`);
+  }
 }
 
 function parseLifetimes(m: MapValue, defRekey: number): { rekeyTime: number; lifetime: number } {
@@ -242,7 +344,7 @@ function parseChild(name: string, v: Value, famLocal: 4 | 6, famRemote: 4 | 6): 
   };
 }
 
-function parseConnection(name: string, v: Value, baseDir: string): ConnectionConfig {
+function parseConnection(name: string, v: Value, baseDir: string, daemon: DaemonConfig): ConnectionConfig {
   const m = v.map(CONN_KEYS);
   const version = m.opt('version', (x) => x.oneOf(['1', '2'] as const), '2') === '1' ? 1 : 2;
   const localAddrs = parseAddrs(m.get('local_addrs'), 'local');
@@ -267,6 +369,8 @@ function parseConnection(name: string, v: Value, baseDir: string): ConnectionCon
     base: rt.opt('base', (x) => x.number(1, 10), 1.8),
   };
   if (retransmit.timeout <= 0) rt.get('timeout').fail('timeout must be positive');
+  const fragmentation = m.opt('fragmentation', (x) => x.bool(), true);
+  const fragmentSize = m.opt('fragment_size', (x) => x.int(MIN_FRAGMENT_SIZE, 65535), daemon.fragmentSize);
 
   // Selectors written as 'dynamic' take the family of the tunnel endpoints.
   const famLocal = familyOf(localAddrs) ?? familyOf(remoteAddrs) ?? 4;
@@ -288,7 +392,7 @@ function parseConnection(name: string, v: Value, baseDir: string): ConnectionCon
     remotePort: m.opt('remote_port', (x) => x.int(1, 65535), 500),
     ikeProposals, local, remote, children, startAction, aggressive,
     encap: m.opt('encap', (x) => x.bool(), false),
-    rekeyTime, lifetime, dpdDelay, dpdTimeout, dpdAction, retransmit,
+    rekeyTime, lifetime, dpdDelay, dpdTimeout, dpdAction, retransmit, fragmentation, fragmentSize,
   };
 }
 

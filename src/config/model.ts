@@ -20,9 +20,33 @@ export interface EspProposalConfig {
   esn: number[];                    // [0] by default
 }
 
-export type AuthConfig =
-  | { method: 'psk'; id: IdentityConfig }
-  | { method: 'pubkey'; id: IdentityConfig; cert?: string; key?: string };
+export type AuthConfig = PskAuthConfig | PubkeyAuthConfig;
+
+export interface PskAuthConfig { method: 'psk'; id: IdentityConfig }
+
+/**
+ * How styx signs its AUTH payload: 'auto' uses RFC 7427 (method 14) with
+ * PKCS#1 v1.5 or ECDSA when the peer announced SIGNATURE_HASH_ALGORITHMS and
+ * the key's RFC 7296 3.8 method (1, 9-11) otherwise; 'pss' is 'auto' with
+ * RSASSA-PSS in method 14; 'legacy' always uses the RFC 7296 method.
+ */
+export type SignaturePolicy = 'auto' | 'pss' | 'legacy';
+
+/** Certificate authentication (RFC 7296 2.15, 3.6-3.8); paths are absolute (resolved against the configuration file). */
+export interface PubkeyAuthConfig {
+  method: 'pubkey';
+  id: IdentityConfig;
+  /** Local: our certificate, optionally followed in the same PEM file by the intermediates to send. Remote: a peer certificate trusted as it is. */
+  cert?: string;
+  /** Local: our private key. */
+  key?: string;
+  /** Remote: trust anchors the peer's certificate must chain to (files or directories). */
+  cacerts: string[];
+  /** Remote: CRLs of those CAs (files or directories). */
+  crls: string[];
+  /** Local: which AUTH method to sign with. */
+  signature: SignaturePolicy;
+}
 
 /** An identity: the ID type and its textual value ('%any' allowed on the remote side). */
 export interface IdentityConfig { type: 'ipv4' | 'ipv6' | 'fqdn' | 'email' | 'dn' | 'keyid' | 'any'; value: string }
@@ -68,6 +92,10 @@ export interface ConnectionConfig {
   dpdAction: 'clear' | 'restart' | 'trap';
   /** RFC 7296 2.4: retransmission policy. */
   retransmit: { timeout: number; tries: number; base: number };
+  /** RFC 7383: announce IKEV2_FRAGMENTATION_SUPPORTED and fragment large messages when the peer does too. */
+  fragmentation: boolean;
+  /** RFC 7383 2.5.1: the largest IP datagram an IKE fragment may fill (the daemon's fragment_size unless set here). */
+  fragmentSize: number;
 }
 
 export interface SecretConfig {
@@ -88,6 +116,8 @@ export interface DaemonConfig {
   defaultLogLevel: Level;
   /** RFC 7296 2.6: half-open IKE SAs above which the responder asks for a cookie. */
   cookieThreshold: number;
+  /** RFC 7383 2.5.1: default largest IP datagram for an IKE fragment, IP and UDP headers included. */
+  fragmentSize: number;
   /** Seconds between NAT keepalives sent from behind a NAT (RFC 3948 2.3); 0 = off. */
   keepalive: number;
 }
