@@ -12,6 +12,7 @@ import type { Payload, Proposal, TrafficSelector } from '../../wire/ikev2/types.
 import { findNotify, findPayload, notify } from '../../wire/ikev2/index.js';
 import { contains, fromConfig, narrow, tsText } from '../ts.js';
 import { installChild, newChild, spiHex, type ChildSa } from './child-sa.js';
+import { switchOutbound } from './rekey-collisions.js';
 import type { V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { notifyName, useIkeKeys } from './init.js';
@@ -20,6 +21,8 @@ import { childRekeyDone, ikeRekeyDone } from './rekey-collisions.js';
 
 const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
 const tag = (sa: IkeSaV2, c: ChildConfig): string => `${sa.conn.name}/${c.name}`;
+/** How long a rekey's responder waits for the old SA's delete before it sends on the new SA anyway. */
+const OUTBOUND_GRACE_MS = 5000;
 
 /** One child's negotiation parameters, whether new or a rekey. */
 interface ChildRequest {
@@ -43,7 +46,7 @@ export async function initiateChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfi
   const dh = group ?? cfg.espProposals.find((p) => p.dh.length)?.dh[0] ?? 0;
   const ke = dh ? createKeyExchange(dh) : null;
   const proposals = espProposals(cfg.espProposals, spiBuf(spiIn), true);
-  if (old) { old.state = 'REKEYING'; sa.rekeying = { kind: 'child', child: old }; }
+  if (old) { old.state = 'REKEYING'; sa.rekeyingChildren.add(old); }
   const payloads: Payload[] = [
     ...(old ? [notify(NotifyType.REKEY_SA, undefined, ProtocolId.ESP, spiBuf(old.spiIn))] : []),
     ...(cfg.mode === 'transport' ? [notify(NotifyType.USE_TRANSPORT_MODE)] : []),
@@ -58,7 +61,7 @@ export async function initiateChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfi
 }
 
 async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, spiIn: number, ni: Buffer, ke: KeyExchange | null, offered: Proposal[], payloads: Payload[]): Promise<void> {
-  if (sa.rekeying?.kind === 'child' && sa.rekeying.child === req.old) sa.rekeying = null;
+  if (req.old) sa.rekeyingChildren.delete(req.old);
   const fail = async (why: string): Promise<void> => {
     await ctx.dp.deleteSa(spiIn, 'in').catch(() => undefined);
     if (req.old && req.old.state === 'REKEYING') req.old.state = 'INSTALLED';
@@ -106,14 +109,14 @@ async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, s
     try { gir = ke.computeSecret(keR.data); } catch (e) { if (e instanceof StyxError) return fail(e.message); throw e; }
   }
   const transport = !!findNotify(payloads, NotifyType.USE_TRANSPORT_MODE);
-  const child = await setupChild(ctx, sa, req.cfg, spiIn, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors, ni, nr.data, true, gir);
+  const child = await setupChild(ctx, sa, req.cfg, spiIn, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors, ni, nr.data, true, gir, req.old);
   if (!child) return;
   if (req.old) await childRekeyDone(ctx, sa, req.old, child);
 }
 
 /** 2.17: KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr); the inbound SA goes in first. */
 export async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, spiIn: number, sel: EspSelection, mode: 'tunnel' | 'transport',
-  tsi: TrafficSelector[], tsr: TrafficSelector[], ni: Buffer, nr: Buffer, createdByUs: boolean, gir?: Buffer): Promise<ChildSa | null> {
+  tsi: TrafficSelector[], tsr: TrafficSelector[], ni: Buffer, nr: Buffer, createdByUs: boolean, gir?: Buffer, replaces: ChildSa | null = null): Promise<ChildSa | null> {
   const keys = deriveChildKeys(sa.selection!.prf, sa.keys!.skD, ni, nr, sel.encr, sel.integ, gir);
   const spiOut = sel.spi.readUInt32BE(0);
   // 2.9: TSi describes the side that initiated this exchange.
@@ -122,8 +125,12 @@ export async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, 
   child.nonces = { ni, nr };
   child.createdByUs = createdByUs;
   ctx.log.secret(() => `${sa.tag}: CHILD_SA ${cfg.name} keys encr_i ${keys.encrI.toString('hex')} integ_i ${keys.integI.toString('hex')} encr_r ${keys.encrR.toString('hex')} integ_r ${keys.integR.toString('hex')}`);
+  // Make-before-break: a rekey's responder sends on the new SA only once the initiator has it too,
+  // which the initiator shows by deleting the old one (or after a grace period).
+  const deferOutbound = !createdByUs && replaces !== null;
+  child.replaces = replaces;
   try {
-    await installChild(ctx.dp, child, createdByUs, sa.local, sa.remote, tag(sa, cfg));
+    await installChild(ctx.dp, child, createdByUs, sa.local, sa.remote, tag(sa, cfg), !deferOutbound);
   } catch (e) {
     ctx.log.error(`${sa.tag}: installing CHILD_SA ${cfg.name} failed: ${(e as Error).message}`);
     ctx.childFailed(sa, `install failed: ${(e as Error).message}`);
@@ -131,6 +138,7 @@ export async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, 
   }
   child.installedAt = ctx.clock.now();
   sa.children.push(child);
+  if (deferOutbound) child.timers.push(ctx.clock.setTimeout(() => { void switchOutbound(ctx, child); }, OUTBOUND_GRACE_MS));
   ctx.log.info(`${sa.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} established with SPIs ${spiHex(spiIn)}_i ${spiHex(spiOut)}_o and TS ${localTs.map(tsText).join(',')} === ${remoteTs.map(tsText).join(',')}`);
   ctx.childUp(sa, child);
   return child;
@@ -145,7 +153,7 @@ export async function handleCreateChildRequest(ctx: V2Context, sa: IkeSaV2, mess
   if (saP.proposals.some((p) => p.protocol === ProtocolId.IKE)) { await respondIkeRekey(ctx, sa, payloads, respond); return; }
 
   // 2.25.2: while our own IKE rekey is under way, CHILD_SA work waits.
-  if (sa.rekeying?.kind === 'ike') { respond([notify(NotifyType.TEMPORARY_FAILURE)]); return; }
+  if (sa.rekeyingIke) { respond([notify(NotifyType.TEMPORARY_FAILURE)]); return; }
   const tsi = findPayload(payloads, PayloadType.TSi), tsr = findPayload(payloads, PayloadType.TSr);
   if (!tsi || !tsr) { respond([notify(NotifyType.INVALID_SYNTAX)]); return; }
   const rekey = findNotify(payloads, NotifyType.REKEY_SA);
@@ -185,7 +193,7 @@ export async function handleCreateChildRequest(ctx: V2Context, sa: IkeSaV2, mess
   const mode = findNotify(payloads, NotifyType.USE_TRANSPORT_MODE) && match.cfg.mode === 'transport' ? 'transport' : 'tunnel';
   const spiIn = await ctx.dp.allocateSpi();
   const nr = ctx.nonce();
-  const child = await setupChild(ctx, sa, match.cfg, spiIn, sel, mode, match.tsi, match.tsr, ni.data, nr, false, gir);
+  const child = await setupChild(ctx, sa, match.cfg, spiIn, sel, mode, match.tsi, match.tsr, ni.data, nr, false, gir, old);
   if (!child) { respond([notify(NotifyType.TEMPORARY_FAILURE)]); return; }
   const accepted = espProposals([{ text: '', encr: [sel.encr], integ: sel.integ ? [sel.integ] : [], dh: sel.dh ? [sel.dh] : [], esn: [sel.esn] }], spiBuf(spiIn), true)[0]!;
   respond([
@@ -205,20 +213,26 @@ export async function handleCreateChildRequest(ctx: V2Context, sa: IkeSaV2, mess
 
 /** 1.3.2: rekeying the IKE SA: a new SA with new SPIs and keys from the old SK_d (2.18). */
 export function initiateIkeRekey(ctx: V2Context, sa: IkeSaV2, group?: number): void {
-  if (sa.state !== 'ESTABLISHED' || sa.rekeying) return;
+  if (sa.state !== 'ESTABLISHED' || sa.rekeyingIke) return;
+  // 2.25.2: not while our CHILD_SA exchanges run; try again shortly rather than give up the rekey.
+  if (sa.rekeyingChildren.size || sa.pending?.exchange === ExchangeType.CREATE_CHILD_SA) {
+    ctx.log.debug(`${sa.tag}: IKE rekey waits for a CHILD_SA exchange to finish`);
+    sa.timers.push(ctx.clock.setTimeout(() => { void sa.enqueue(async () => initiateIkeRekey(ctx, sa, group)); }, 1000 + Math.floor(Math.random() * 2000)));
+    return;
+  }
   const spi = IkeSaV2.newSpi();
   const dh = group ?? sa.selection!.dh;
   const ke = createKeyExchange(dh);
   const ni = ctx.nonce();
   const offered = ikeProposals(sa.conn.ikeProposals, spi, dh);
-  sa.rekeying = { kind: 'ike' };
+  sa.rekeyingIke = true;
   ctx.log.info(`${sa.tag}: rekeying IKE SA, new SPI ${spi.toString('hex')}`);
   sa.request(ExchangeType.CREATE_CHILD_SA, [
     { type: PayloadType.SA, critical: false, proposals: offered },
     { type: PayloadType.NONCE, critical: false, data: ni },
     { type: PayloadType.KE, critical: false, group: dh, data: ke.publicValue },
   ], async (_m, payloads) => {
-    sa.rekeying = null;
+    sa.rekeyingIke = false;
     const invalidKe = findNotify(payloads, NotifyType.INVALID_KE_PAYLOAD);
     if (invalidKe && invalidKe.data.length >= 2 && group === undefined) {
       initiateIkeRekey(ctx, sa, invalidKe.data.readUInt16BE(0));
@@ -227,7 +241,7 @@ export function initiateIkeRekey(ctx: V2Context, sa: IkeSaV2, group?: number): v
     const err = payloads.find((p) => p.type === PayloadType.NOTIFY && p.notifyType < 16384);
     if (err && err.type === PayloadType.NOTIFY) {
       ctx.log.warn(`${sa.tag}: IKE rekey refused: ${notifyName(err.notifyType)}${err.notifyType === NotifyType.TEMPORARY_FAILURE ? '; retrying shortly' : ''}`);
-      if (err.notifyType === NotifyType.TEMPORARY_FAILURE) ctx.clock.setTimeout(() => initiateIkeRekey(ctx, sa), 2000 + Math.floor(Math.random() * 3000));
+      if (err.notifyType === NotifyType.TEMPORARY_FAILURE) sa.timers.push(ctx.clock.setTimeout(() => { void sa.enqueue(async () => initiateIkeRekey(ctx, sa)); }, 2000 + Math.floor(Math.random() * 3000)));
       return;
     }
     const saP = findPayload(payloads, PayloadType.SA), nr = findPayload(payloads, PayloadType.NONCE), keR = findPayload(payloads, PayloadType.KE);
@@ -242,7 +256,7 @@ export function initiateIkeRekey(ctx: V2Context, sa: IkeSaV2, group?: number): v
 
 async function respondIkeRekey(ctx: V2Context, sa: IkeSaV2, payloads: Payload[], respond: (p: Payload[]) => void): Promise<void> {
   // 2.25.2: not while CHILD_SAs are being created, rekeyed or closed by us.
-  if (sa.rekeying?.kind === 'child' || (sa.pending && sa.pending.exchange === ExchangeType.CREATE_CHILD_SA && sa.rekeying?.kind !== 'ike')) { respond([notify(NotifyType.TEMPORARY_FAILURE)]); return; }
+  if (sa.rekeyingChildren.size || (sa.pending?.exchange === ExchangeType.CREATE_CHILD_SA && !sa.rekeyingIke)) { respond([notify(NotifyType.TEMPORARY_FAILURE)]); return; }
   const saP = findPayload(payloads, PayloadType.SA)!, ni = findPayload(payloads, PayloadType.NONCE)!, keI = findPayload(payloads, PayloadType.KE);
   const sel = selectIke(sa.conn.ikeProposals, saP.proposals);
   if (!sel) { respond([notify(NotifyType.NO_PROPOSAL_CHOSEN)]); return; }

@@ -18,6 +18,7 @@ import type { IkeSelection } from './proposals.js';
 import type { ChildSa } from './child-sa.js';
 import type { Sender } from '../../net/sockets.js';
 import { MalformedError } from '../../util/errors.js';
+import { Reassembler, encodeFragments, maxMessageSize, unfragmentedSize } from './fragments.js';
 
 /** An explicit state per SA; every change is logged once. */
 export type IkeState = 'CREATED' | 'CONNECTING' | 'ESTABLISHED' | 'DELETING' | 'DESTROYED';
@@ -25,7 +26,8 @@ export type IkeState = 'CREATED' | 'CONNECTING' | 'ESTABLISHED' | 'DELETING' | '
 export interface PendingRequest {
   exchange: number;
   messageId: number;
-  packet: Buffer;
+  /** One datagram, or every fragment of the message (RFC 7383 2.5); a retransmission sends them all. */
+  packets: Buffer[];
   payloads: Payload[];
   retransmits: number;
   timer: TimerHandle | null;
@@ -74,12 +76,18 @@ export class IkeSaV2 {
   expectedRequestId = 0;
   pending: PendingRequest | null = null;
   private queue: { exchange: number; payloads: Payload[]; onResponse: PendingRequest['onResponse'] }[] = [];
-  lastResponse: { messageId: number; packet: Buffer } | null = null;
-  /** The request the cached response answers, to recognise its retransmissions. */
-  lastRequest: Buffer | null = null;
+  lastResponse: { messageId: number; packets: Buffer[] } | null = null;
+  /** The request (each of its fragments) the cached response answers, to recognise its retransmissions. */
+  lastRequest: Buffer[] | null = null;
+  /** RFC 7383 2.3: whether we announced IKEV2_FRAGMENTATION_SUPPORTED (so we take fragments) and whether the peer did (so we send them). */
+  fragmentation = { ours: false, peer: false };
+  /** Fragments of the messages being received (RFC 7383 2.6). */
+  readonly reassembly = new Reassembler();
   children: ChildSa[] = [];
   /** A rekey we started and is not finished, for the collision rules of 2.25. */
-  rekeying: { kind: 'child'; child: ChildSa } | { kind: 'ike' } | null = null;
+  rekeyingIke = false;
+  /** CHILD_SAs we are rekeying now (2.25: an IKE rekey waits for them). */
+  readonly rekeyingChildren = new Set<ChildSa>();
   /** The IKE SA the peer created by rekeying this one while our rekey was in flight (2.8.1). */
   ikeReplacement: IkeSaV2 | null = null;
   /** Rekey and lifetime timers. */
@@ -127,14 +135,27 @@ export class IkeSaV2 {
     return { spiI: this.spiI, spiR: this.spiR, exchangeType: exchange, flags: { initiator: this.initiator, response, version: false }, messageId };
   }
 
-  /** 3.14: everything after IKE_SA_INIT travels inside SK. */
-  encode(exchange: number, response: boolean, messageId: number, payloads: Payload[]): Buffer {
+  /** RFC 7383 2.5.1: the largest message we send whole, or null when fragmentation was not negotiated by both sides. */
+  fragmentLimit(): number | null {
+    if (!this.fragmentation.ours || !this.fragmentation.peer) return null;
+    return maxMessageSize(this.conn.fragmentSize, this.local.address.includes(':'));
+  }
+
+  /** 3.14: everything after IKE_SA_INIT travels inside SK; RFC 7383 2.5: in SKF fragments when it would not fit one datagram. */
+  encode(exchange: number, response: boolean, messageId: number, payloads: Payload[]): Buffer[] {
     const h = this.header(exchange, response, messageId);
-    if (exchange === ExchangeType.IKE_SA_INIT) return encodeMessage(h, payloads);
+    if (exchange === ExchangeType.IKE_SA_INIT) return [encodeMessage(h, payloads)];
     if (!this.skOut) throw new Error('no keys to protect the message');
     const inner = encodePayloadChain(payloads);
+    const limit = this.fragmentLimit();
+    const whole = unfragmentedSize(this.skOut, inner.bytes.length);
+    if (limit !== null && whole > limit) {
+      const fragments = encodeFragments(h, inner, this.skOut, limit);
+      this.log.info(`${this.tag}: ${nameOf(ExchangeType, exchange)} ${response ? 'response' : 'request'} ${messageId} (${whole} octets) split into ${fragments.length} fragments of at most ${limit} octets`);
+      return fragments;
+    }
     const prefix = encodeSkPrefix(h, inner.firstType, this.skOut.sealedLength(inner.bytes.length));
-    return Buffer.concat([prefix, this.skOut.seal(prefix, inner.bytes)]);
+    return [Buffer.concat([prefix, this.skOut.seal(prefix, inner.bytes)])];
   }
 
   /** Opens the SK payload; throws IntegrityError or MalformedError, which callers log and drop. */
@@ -157,8 +178,8 @@ export class IkeSaV2 {
     const next = this.queue.shift();
     if (!next) return;
     const messageId = this.nextRequestId++;
-    const packet = this.encode(next.exchange, false, messageId, next.payloads);
-    this.pending = { exchange: next.exchange, messageId, packet, payloads: next.payloads, retransmits: 0, timer: null, onResponse: next.onResponse };
+    const packets = this.encode(next.exchange, false, messageId, next.payloads);
+    this.pending = { exchange: next.exchange, messageId, packets, payloads: next.payloads, retransmits: 0, timer: null, onResponse: next.onResponse };
     this.transmit();
   }
 
@@ -168,8 +189,8 @@ export class IkeSaV2 {
    */
   resendInit(payloads: Payload[], onResponse: PendingRequest['onResponse']): void {
     this.pending?.timer?.cancel();
-    const packet = this.encode(ExchangeType.IKE_SA_INIT, false, 0, payloads);
-    this.pending = { exchange: ExchangeType.IKE_SA_INIT, messageId: 0, packet, payloads, retransmits: 0, timer: null, onResponse };
+    const packets = this.encode(ExchangeType.IKE_SA_INIT, false, 0, payloads);
+    this.pending = { exchange: ExchangeType.IKE_SA_INIT, messageId: 0, packets, payloads, retransmits: 0, timer: null, onResponse };
     this.nextRequestId = 1;
     this.transmit();
   }
@@ -177,8 +198,9 @@ export class IkeSaV2 {
   private transmit(): void {
     const p = this.pending;
     if (!p) return;
-    if (p.exchange === ExchangeType.IKE_SA_INIT) this.initRequest = p.packet;
-    this.sender.send(p.packet, this.local, this.remote);
+    if (p.exchange === ExchangeType.IKE_SA_INIT) this.initRequest = p.packets[0]!;
+    // RFC 7383 2.6.1: a retransmission repeats every fragment, not only one presumed lost.
+    for (const packet of p.packets) this.sender.send(packet, this.local, this.remote);
     // 2.4: exponential back-off; give up after the configured number of retransmits.
     const { timeout, tries, base } = this.conn.retransmit;
     const delay = Math.round(timeout * 1000 * Math.pow(base, p.retransmits));
@@ -209,14 +231,14 @@ export class IkeSaV2 {
   next(): void { this.pump(); }
 
   sendResponse(exchange: number, messageId: number, payloads: Payload[]): void {
-    const packet = this.encode(exchange, true, messageId, payloads);
-    if (exchange === ExchangeType.IKE_SA_INIT) this.initResponse = packet;
-    this.lastResponse = { messageId, packet };
-    this.sender.send(packet, this.local, this.remote);
+    const packets = this.encode(exchange, true, messageId, payloads);
+    if (exchange === ExchangeType.IKE_SA_INIT) this.initResponse = packets[0]!;
+    this.lastResponse = { messageId, packets };
+    for (const packet of packets) this.sender.send(packet, this.local, this.remote);
   }
 
   resendLastResponse(): void {
-    if (this.lastResponse) this.sender.send(this.lastResponse.packet, this.local, this.remote);
+    for (const packet of this.lastResponse?.packets ?? []) this.sender.send(packet, this.local, this.remote);
   }
 
   destroy(): void {
@@ -224,6 +246,7 @@ export class IkeSaV2 {
     this.pending?.timer?.cancel();
     this.pending = null;
     this.queue = [];
+    this.reassembly.clear();
     this.setState('DESTROYED');
   }
 }

@@ -4,7 +4,8 @@
  */
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../../wire/ikev2/constants.js';
 import type { DeletePayload, Payload } from '../../wire/ikev2/types.js';
-import { spiHex, uninstallChild } from './child-sa.js';
+import { spiHex } from './child-sa.js';
+import { removeChild } from './rekey-collisions.js';
 import type { V2Context } from './context.js';
 import type { IkeSaV2 } from './ike-sa.js';
 import { notifyName } from './init.js';
@@ -30,8 +31,7 @@ export async function handleInformationalRequest(ctx: V2Context, sa: IkeSaV2, me
       const child = sa.children.find((c) => c.spiOut === spi.readUInt32BE(0));
       if (!child) { ctx.log.info(`${sa.tag}: peer deleted unknown CHILD_SA SPI ${spi.toString('hex')}`); continue; }
       ctx.log.info(`${sa.tag}: peer deleted CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o`);
-      await uninstallChild(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`);
-      sa.children = sa.children.filter((c) => c !== child);
+      await removeChild(ctx, sa, child);
       ours.push(spiBuf(child.spiIn));
     }
     if (ours.length) answer.push({ type: PayloadType.DELETE, critical: false, protocol: d.protocol, spiSize: 4, spis: ours });

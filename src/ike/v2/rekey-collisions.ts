@@ -5,7 +5,7 @@
  * created it. The survivor replaces the old SA, which the winner deletes.
  */
 import { ExchangeType, PayloadType, ProtocolId } from '../../wire/ikev2/constants.js';
-import { spiHex, uninstallChild, type ChildSa } from './child-sa.js';
+import { installOutbound, spiHex, uninstallChild, type ChildSa } from './child-sa.js';
 import type { V2Context } from './context.js';
 import type { IkeSaV2 } from './ike-sa.js';
 
@@ -24,10 +24,38 @@ export function deleteChild(ctx: V2Context, sa: IkeSaV2, child: ChildSa, why: st
   child.state = 'DELETING';
   ctx.log.info(`${sa.tag}: deleting CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o: ${why}`);
   sa.request(ExchangeType.INFORMATIONAL, [{ type: PayloadType.DELETE, critical: false, protocol: ProtocolId.ESP, spiSize: 4, spis: [spiBuf(child.spiIn)] }], async () => {
-    await uninstallChild(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`);
-    sa.children = sa.children.filter((c) => c !== child);
+    await removeChild(ctx, sa, child);
     ctx.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} deleted`);
   });
+}
+
+/** How long the inbound SA of a replaced CHILD_SA outlives it, for packets already in flight. */
+const INBOUND_LINGER_MS = 2000;
+
+/**
+ * Takes a deleted CHILD_SA out of the data plane and the IKE SA. A replaced
+ * one keeps its inbound SA a little longer, and its replacement, if it was
+ * waiting, starts sending now (make-before-break).
+ */
+export async function removeChild(ctx: V2Context, sa: IkeSaV2, child: ChildSa): Promise<void> {
+  const replaced = sa.children.some((c) => c.replaces === child);
+  await uninstallChild(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`,
+    replaced ? (remove) => { ctx.clock.setTimeout(remove, INBOUND_LINGER_MS); } : undefined);
+  sa.children = sa.children.filter((c) => c !== child);
+  for (const c of sa.children) if (c.replaces === child) await switchOutbound(ctx, c);
+}
+
+/** The replacement of a rekeyed CHILD_SA starts sending (its outbound SA and policies go in). */
+export async function switchOutbound(ctx: V2Context, child: ChildSa): Promise<void> {
+  child.replaces = null;
+  const owner = ctx.ownerOf(child);
+  if (!owner || child.state !== 'INSTALLED' || child.outboundInstalled || child.redundant) return;
+  try {
+    await installOutbound(ctx.dp, child, owner.local, owner.remote, `${owner.conn.name}/${child.config.name}`);
+    ctx.log.debug(`${owner.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} now sends with SPI ${spiHex(child.spiOut)}`);
+  } catch (e) {
+    ctx.log.error(`${owner.tag}: installing the outbound SA of CHILD_SA ${child.config.name}{${child.uniqueId}}: ${(e as Error).message}`);
+  }
 }
 
 /** Our rekey of `old` produced `fresh` (1.3.3). */
@@ -36,10 +64,12 @@ export async function childRekeyDone(ctx: V2Context, sa: IkeSaV2, old: ChildSa, 
   if (theirs && theirs.nonces && fresh.nonces) {
     if (loses(fresh.nonces, theirs.nonces)) {
       ctx.log.info(`${sa.tag}: CHILD_SA rekey collision on ${old.config.name}{${old.uniqueId}}: ours {${fresh.uniqueId}} has the lowest nonce and goes, {${theirs.uniqueId}} stays`);
+      fresh.redundant = true;
       old.state = 'REKEYED';
       deleteChild(ctx, sa, fresh, 'redundant after a rekey collision (2.8.1)');
     } else {
       ctx.log.info(`${sa.tag}: CHILD_SA rekey collision on ${old.config.name}{${old.uniqueId}}: ours {${fresh.uniqueId}} stays, the peer closes {${theirs.uniqueId}}`);
+      theirs.redundant = true;
       old.state = 'REKEYED';
       deleteChild(ctx, sa, old, `rekeyed into {${fresh.uniqueId}}`);
     }
@@ -54,7 +84,7 @@ export async function childRekeyDone(ctx: V2Context, sa: IkeSaV2, old: ChildSa, 
 /** A new IKE SA from a rekey (1.3.2): the CHILD_SAs move to it, and the old one is deleted by the rekey's initiator. */
 export async function ikeRekeyDone(ctx: V2Context, old: IkeSaV2, next: IkeSaV2): Promise<void> {
   ctx.register(next);
-  if (!next.initiator && old.rekeying?.kind === 'ike') {
+  if (!next.initiator && old.rekeyingIke) {
     // Our own IKE rekey is in flight too: decide when it completes.
     old.ikeReplacement = next;
     ctx.log.info(`${old.tag}: peer rekeyed the IKE SA while we did too: ${next.tag} waits for the collision to resolve`);

@@ -41,6 +41,11 @@ function assertOnePair(p: TwoPeers): void {
 }
 
 /** Nonces in the order a side draws them: the first for its own request, later ones for its responses. */
+/** True when assertOnePair holds (no exchange or lingering SA in between). */
+function quiet(p: TwoPeers): boolean {
+  try { assertOnePair(p); return true; } catch { return false; }
+}
+
 const fixed = (first: number, rest = 0x80) => { let n = 0; return () => Buffer.alloc(32, n++ === 0 ? first : rest); };
 
 describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
@@ -48,7 +53,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     const p = new TwoPeers(peerConfig('left', SHORT), peerConfig('right', LONG));
     await up(p);
     const before = p.left.sas[0]!.children[0]!;
-    await p.advance(11_000);
+    await p.advance(14_000);
     assertOnePair(p);
     const after = p.left.sas[0]!.children[0]!;
     assert.notEqual(after.spiIn, before.spiIn);
@@ -56,11 +61,45 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assert.equal(before.state, 'DELETED');
   });
 
+  it('switches traffic make-before-break: the responder sends on the new SA only after the old one is deleted, and old inbound SAs linger', async () => {
+    const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+    await up(p);
+    const l = p.left.sas[0]!, r = p.right.sas[0]!;
+    const oldL = l.children[0]!, oldR = r.children[0]!;
+    // Hold back the initiator's DELETE of the old SA, to look at the moment in between.
+    let held: (() => void) | null = null;
+    p.tap = (d, from, to) => {
+      if (from.address === '192.0.2.1' && d.readUInt8(18) === ExchangeType.INFORMATIONAL && !held && (d.readUInt8(19) & 0x20) === 0) {
+        held = () => p.right.receive(d, to, from);
+        return null;
+      }
+      return d;
+    };
+    await initiateChild(p.left, l, oldL.config, oldL);
+    await p.settle();
+    const newR = r.children.find((c) => c !== oldR)!;
+    assert.ok(newR && held, 'rekey done, delete held back');
+    // The responder receives on both and still sends on the old SA.
+    assert.ok(p.dpR.sas.has(`in:${newR.spiIn}`) && p.dpR.sas.has(`in:${oldR.spiIn}`));
+    assert.ok(!p.dpR.sas.has(`out:${newR.spiOut}`) && p.dpR.sas.has(`out:${oldR.spiOut}`));
+    // The initiator already sends on the new SA: it was installed on the responder first.
+    const newL = l.children.find((c) => c !== oldL)!;
+    assert.ok(p.dpL.sas.has(`out:${newL.spiOut}`));
+    p.tap = (d) => d;
+    held!();
+    await p.settle();
+    assert.ok(p.dpR.sas.has(`out:${newR.spiOut}`) && !p.dpR.sas.has(`out:${oldR.spiOut}`));
+    // The old inbound SAs outlive the delete briefly, for packets in flight, then go.
+    assert.ok(p.dpR.sas.has(`in:${oldR.spiIn}`) && p.dpL.sas.has(`in:${oldL.spiIn}`));
+    await p.advance(2_500);
+    assertOnePair(p);
+  });
+
   it('rekeys with PFS when the ESP proposal names a group', async () => {
     const esp = 'aes128gcm16-x25519';
     const p = new TwoPeers(peerConfig('left', { ...SHORT, esp }), peerConfig('right', { ...LONG, esp }));
     await up(p);
-    await p.advance(11_000);
+    await p.advance(14_000);
     assertOnePair(p);
     assert.equal(p.left.sas[0]!.children[0]!.selection.dh, 31);
     assert.equal(p.left.sas[0]!.children[0]!.selection.dh, p.right.sas[0]!.children[0]!.selection.dh);
@@ -70,6 +109,8 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     const p = new TwoPeers(peerConfig('left', SHORT), peerConfig('right', SHORT));
     await up(p);
     await p.advance(125_000, 500);
+    // Rekeys run all the time now, so look at a moment between two of them: at most ~10 s away.
+    for (let i = 0; i < 40 && !quiet(p); i++) await p.advance(500, 500);
     assertOnePair(p);
   });
 
@@ -79,6 +120,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     const old = p.left.sas[0]!;
     const child = old.children[0]!;
     await p.advance(31_000);
+    await p.advance(3_000);
     assertOnePair(p);
     const next = p.left.sas.find((s) => s.state === 'ESTABLISHED')!;
     assert.notEqual(next, old);
@@ -89,6 +131,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     // The new IKE SA carries traffic: a CHILD_SA rekey on it works.
     await new Promise<void>((resolve) => { void next.enqueue(async () => { await initiateChild(p.left, next, child.config, child); resolve(); }); });
     await p.settle();
+    await p.advance(3_000);
     assertOnePair(p);
   });
 
@@ -118,6 +161,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
       // Both requests leave before either is answered.
       await Promise.all([initiateChild(p.left, l, lc.config, lc), initiateChild(p.right, r, rc.config, rc)]);
       await p.settle();
+      await p.advance(3_000);
       assertOnePair(p);
       const survivor = p.left.sas[0]!.children[0]!;
       assert.equal(survivor.createdByUs, survivorCreatedBy === 'left');
