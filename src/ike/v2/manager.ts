@@ -8,12 +8,13 @@ import { randomBytes } from 'node:crypto';
 import type { ConnectionConfig, StyxConfig } from '../../config/model.js';
 import type { DataplaneBackend, Endpoint } from '../../dataplane/api.js';
 import { fmt, type Sender } from '../../net/sockets.js';
-import { StyxError } from '../../util/errors.js';
+import { MalformedError, StyxError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
-import type { Clock } from '../../util/timers.js';
-import { ExchangeType, NotifyType, nameOf } from '../../wire/ikev2/constants.js';
+import type { Clock, TimerHandle } from '../../util/timers.js';
+import { ExchangeType, NotifyType, PayloadType, nameOf } from '../../wire/ikev2/constants.js';
 import type { IkeMessage } from '../../wire/ikev2/types.js';
-import { checkExchangePayloads, decodeMessage, describe, notify, unsupportedCritical } from '../../wire/ikev2/index.js';
+import { checkExchangePayloads, decodeMessage, decodePayloadChain, describe, findPayload, notify, unsupportedCritical } from '../../wire/ikev2/index.js';
+import { fragmentAuthenticates } from './fragments.js';
 import { handleAuthRequest } from './auth.js';
 import { spiHex, uninstallChild, type ChildSa } from './child-sa.js';
 import type { IkeCounters, V2Context } from './context.js';
@@ -62,6 +63,8 @@ export class IkeV2Manager implements V2Context {
   get sas(): IkeSaV2[] { return [...new Set(this.bySpi.values())].filter((s) => s.state !== 'DESTROYED'); }
 
   register(sa: IkeSaV2): void {
+    // 2.4: a request that is never answered means the peer is gone.
+    sa.onGiveUp ??= () => this.peerDead(sa, 'a request went unanswered through every retransmission');
     this.bySpi.set(sa.ourSpi.toString('hex'), sa);
     if (!sa.initiator && sa.state !== 'ESTABLISHED') this.halfOpen.set(halfOpenKey(sa.spiI, sa.remote), sa);
   }
@@ -81,6 +84,8 @@ export class IkeV2Manager implements V2Context {
 
   ikeUp(sa: IkeSaV2): void {
     this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
+    // From now on an unanswered request means a dead peer (2.4), with dpd_action to follow.
+    sa.onGiveUp = () => this.peerDead(sa, 'a request went unanswered through every retransmission');
     this.events.emit('ike-up', sa);
     this.scheduleLiveness(sa);
     this.scheduleIkeLifetime(sa);
@@ -146,21 +151,46 @@ export class IkeV2Manager implements V2Context {
     sa.destroy();
     this.log.info(`${sa.tag}: IKE SA destroyed: ${reason}`);
     this.events.emit('ike-down', sa, reason);
-    if (sa.conn.dpdAction === 'restart' && /did not answer|not confirm|liveness/.test(reason) && sa.establishedAt !== null) {
-      this.log.info(`${sa.conn.name}: restarting after the peer was lost`);
-      try { this.initiate(sa.conn.name); } catch (e) { this.log.warn(`${sa.conn.name}: restart failed: ${(e as Error).message}`); }
-    }
+    // A restart that did not get through is tried again until the user terminates the connection.
+    if (sa.restarted && sa.establishedAt === null && sa.conn.dpdAction === 'restart') this.restartLater(sa.conn.name);
+  }
+
+  /**
+   * The peer stopped answering (2.4: retransmissions or liveness checks
+   * exhausted): the SA goes, and dpd_action says what follows.
+   */
+  peerDead(sa: IkeSaV2, why: string): void {
+    if (sa.state === 'DESTROYED') return;
+    this.log.warn(`${sa.tag}: peer ${sa.remote.address} is dead: ${why}; dpd_action ${sa.conn.dpdAction}`);
+    const wasUp = sa.establishedAt !== null;
+    void this.destroy(sa, `peer dead: ${why}`).then(() => {
+      if (wasUp && sa.conn.dpdAction === 'restart') this.restartLater(sa.conn.name, 0);
+    });
+  }
+
+  private readonly restarts = new Map<string, TimerHandle>();
+
+  private restartLater(name: string, delayMs = 5000): void {
+    if (this.restarts.has(name)) return;
+    this.restarts.set(name, this.clock.setTimeout(() => {
+      this.restarts.delete(name);
+      if (!this.connection(name) || this.sas.some((s) => s.conn.name === name && s.state !== 'DELETING')) return;
+      this.log.info(`${name}: restarting (dpd_action restart)`);
+      try { this.initiate(name).restarted = true; } catch (e) { this.log.warn(`${name}: restart failed: ${(e as Error).message}`); }
+    }, delayMs));
   }
 
   /** 2.4: when dpd_delay is set, an empty INFORMATIONAL every interval; a peer that never answers is dead. */
+  /** 2.4: an empty INFORMATIONAL every dpd_delay; no answer within dpd_timeout means the peer is dead. */
   private scheduleLiveness(sa: IkeSaV2): void {
     const delay = sa.conn.dpdDelay;
     if (delay <= 0) return;
-    this.clock.setTimeout(() => {
+    sa.timers.push(this.clock.setTimeout(() => {
       if (sa.state !== 'ESTABLISHED') return;
-      sa.onGiveUp = () => { void this.destroy(sa, 'liveness check: peer did not answer'); };
-      livenessCheck(sa, () => this.scheduleLiveness(sa));
-    }, delay * 1000);
+      const deadline = this.clock.setTimeout(() => this.peerDead(sa, `no answer to a liveness check within ${sa.conn.dpdTimeout}s`), sa.conn.dpdTimeout * 1000);
+      sa.timers.push(deadline);
+      livenessCheck(sa, () => { deadline.cancel(); this.scheduleLiveness(sa); });
+    }, delay * 1000));
   }
 
   /** Starts an IKE SA for a configured connection ('conn' or 'conn/child'). */
@@ -200,6 +230,8 @@ export class IkeV2Manager implements V2Context {
 
   /** Deletes every IKE SA of a connection (1.4.1). */
   async terminate(name: string): Promise<number> {
+    this.restarts.get(name)?.cancel();
+    this.restarts.delete(name);
     const list = this.sas.filter((s) => s.conn.name === name);
     // Not through the SA's work queue: the delete completes when the response is processed there.
     await Promise.all(list.map((sa) => deleteIkeSa(this, sa, 'terminated by user')));
@@ -258,16 +290,62 @@ export class IkeV2Manager implements V2Context {
     void sa.enqueue(() => this.process(sa, msg, data, local, remote));
   }
 
-  private open(sa: IkeSaV2, msg: IkeMessage): ReturnType<IkeSaV2['decrypt']> | null {
+  /**
+   * Decrypts and checks a message; an SKF fragment (RFC 7383 2.6) is
+   * authenticated and kept until its message is whole. Null while a message
+   * is incomplete and for anything dropped.
+   */
+  private open(sa: IkeSaV2, msg: IkeMessage, raw: Buffer): { inner: ReturnType<IkeSaV2['decrypt']>; packets: Buffer[] } | null {
+    const h = msg.header;
+    const frag = findPayload(msg.payloads, PayloadType.SKF);
+    let what = `${nameOf(ExchangeType, h.exchangeType)} ${h.flags.response ? 'response' : 'request'} ${h.messageId}`;
+    if (frag) what = `fragment ${frag.fragmentNumber}/${frag.totalFragments} of ${what}`;
     try {
-      const inner = sa.decrypt(msg);
-      checkExchangePayloads(msg.header.exchangeType, msg.header.flags.response, inner);
-      return inner;
+      let inner: ReturnType<IkeSaV2['decrypt']>;
+      let packets = [raw];
+      if (frag) {
+        // RFC 7383 2.3: fragments are only for a peer that announced it can take them.
+        if (!sa.fragmentation.ours) throw new MalformedError('SKF', 'fragmentation was not negotiated');
+        if (!sa.skIn) throw new MalformedError('SKF', 'no keys yet');
+        const r = sa.reassembly.add(h.flags.response, h.messageId, frag, raw, sa.skIn, this.clock.now());
+        if (r.kind === 'partial') { this.log.debug(`${sa.tag}: received ${what} (${r.have} of ${r.total})`); return null; }
+        if (r.kind === 'duplicate') { this.log.debug(`${sa.tag}: ignored duplicate ${what}`); return null; }
+        if (r.kind === 'stale') { this.log.debug(`${sa.tag}: ignored ${what}: a newer transmission is being reassembled`); return null; }
+        inner = decodePayloadChain(r.firstType, r.plain);
+        packets = r.packets;
+        this.log.debug(`${sa.tag}: reassembled ${nameOf(ExchangeType, h.exchangeType)} ${h.flags.response ? 'response' : 'request'} ${h.messageId} from ${r.packets.length} fragments (${r.plain.length} octets)`);
+      } else {
+        inner = sa.decrypt(msg);
+      }
+      checkExchangePayloads(h.exchangeType, h.flags.response, inner);
+      return { inner, packets };
     } catch (e) {
       if (!(e instanceof StyxError)) throw e;
       if (e.code === 'ERR_INTEGRITY') this.counters.integrityFailures++; else this.counters.malformed++;
-      this.log.info(`${sa.tag}: dropped ${nameOf(ExchangeType, msg.header.exchangeType)} ${msg.header.flags.response ? 'response' : 'request'} ${msg.header.messageId}: ${e.message}`);
+      this.log.info(`${sa.tag}: dropped ${what}: ${e.message}`);
       return null;
+    }
+  }
+
+  /**
+   * 2.1 and RFC 7383 2.6.1: a retransmitted request we already answered gets
+   * the cached response (all its fragments) again; a fragmented request is
+   * answered once, on its first fragment, not once per fragment.
+   */
+  private answerRetransmission(sa: IkeSaV2, msg: IkeMessage, raw: Buffer): void {
+    const h = msg.header;
+    const frag = findPayload(msg.payloads, PayloadType.SKF);
+    // A real retransmission is byte-identical; anything else with that ID is checked and dropped.
+    const same = sa.lastRequest?.some((p) => p.equals(raw)) ?? false;
+    // A sender may re-fragment a retransmission (RFC 7383 2.5.2); its first fragment still proves it.
+    const refragmented = !same && frag !== undefined && sa.skIn !== null && fragmentAuthenticates(frag, sa.skIn);
+    if (same || refragmented) {
+      if (frag && frag.fragmentNumber !== 1) return;
+      this.counters.retransmitsAnswered++;
+      this.log.debug(`${sa.tag}: retransmitting response ${h.messageId}`);
+      sa.resendLastResponse();
+    } else if (!frag && this.open(sa, msg, raw)) {
+      this.log.info(`${sa.tag}: dropped a different request reusing message ID ${h.messageId}`);
     }
   }
 
@@ -280,8 +358,9 @@ export class IkeV2Manager implements V2Context {
         this.log.debug(`${sa.tag}: dropped unexpected response ${h.messageId}`);
         return;
       }
-      const inner = this.open(sa, msg);
-      if (!inner) return;
+      const opened = this.open(sa, msg, raw);
+      if (!opened) return;
+      const inner = opened.inner;
       this.follow(sa, local, remote);
       sa.completeRequest();
       this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} response ${h.messageId} [${inner.map(short).join(' ')}]`);
@@ -291,26 +370,20 @@ export class IkeV2Manager implements V2Context {
     }
     // 2.2: the request we already answered is answered again from the cache.
     if (sa.lastResponse && h.messageId === sa.lastResponse.messageId) {
-      // A real retransmission is byte-identical; anything else with that ID is checked and dropped.
-      if (sa.lastRequest?.equals(raw)) {
-        this.counters.retransmitsAnswered++;
-        this.log.debug(`${sa.tag}: retransmitting response ${h.messageId}`);
-        sa.resendLastResponse();
-      } else if (this.open(sa, msg)) {
-        this.log.info(`${sa.tag}: dropped a different request reusing message ID ${h.messageId}`);
-      }
+      this.answerRetransmission(sa, msg, raw);
       return;
     }
     if (h.messageId !== sa.expectedRequestId) {
       this.log.debug(`${sa.tag}: dropped request with message ID ${h.messageId}, expected ${sa.expectedRequestId}`);
       return;
     }
-    const inner = this.open(sa, msg);
-    if (!inner) return;
+    const opened = this.open(sa, msg, raw);
+    if (!opened) return;
+    const inner = opened.inner;
     this.follow(sa, local, remote);
     this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} request ${h.messageId} [${inner.map(short).join(' ')}]`);
     sa.expectedRequestId++;
-    sa.lastRequest = raw;
+    sa.lastRequest = opened.packets;
     // 2.5: a critical payload we do not understand rejects the whole message.
     const crit = unsupportedCritical(inner);
     if (crit !== undefined) {

@@ -67,10 +67,10 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     const l = p.left.sas[0]!, r = p.right.sas[0]!;
     const oldL = l.children[0]!, oldR = r.children[0]!;
     // Hold back the initiator's DELETE of the old SA, to look at the moment in between.
-    let held: (() => void) | null = null;
+    const held: { deliver: (() => void) | null } = { deliver: null };
     p.tap = (d, from, to) => {
-      if (from.address === '192.0.2.1' && d.readUInt8(18) === ExchangeType.INFORMATIONAL && !held && (d.readUInt8(19) & 0x20) === 0) {
-        held = () => p.right.receive(d, to, from);
+      if (from.address === '192.0.2.1' && d.readUInt8(18) === ExchangeType.INFORMATIONAL && !held.deliver && (d.readUInt8(19) & 0x20) === 0) {
+        held.deliver = () => p.right.receive(d, to, from);
         return null;
       }
       return d;
@@ -78,7 +78,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     await initiateChild(p.left, l, oldL.config, oldL);
     await p.settle();
     const newR = r.children.find((c) => c !== oldR)!;
-    assert.ok(newR && held, 'rekey done, delete held back');
+    assert.ok(newR && held.deliver, 'rekey done, delete held back');
     // The responder receives on both and still sends on the old SA.
     assert.ok(p.dpR.sas.has(`in:${newR.spiIn}`) && p.dpR.sas.has(`in:${oldR.spiIn}`));
     assert.ok(!p.dpR.sas.has(`out:${newR.spiOut}`) && p.dpR.sas.has(`out:${oldR.spiOut}`));
@@ -86,7 +86,7 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     const newL = l.children.find((c) => c !== oldL)!;
     assert.ok(p.dpL.sas.has(`out:${newL.spiOut}`));
     p.tap = (d) => d;
-    held!();
+    held.deliver!();
     await p.settle();
     assert.ok(p.dpR.sas.has(`out:${newR.spiOut}`) && !p.dpR.sas.has(`out:${oldR.spiOut}`));
     // The old inbound SAs outlive the delete briefly, for packets in flight, then go.
