@@ -28,6 +28,8 @@ const CHILD = 'net';
 const NAT_T_PORT = 4500;
 /** Short transfers: enough to fill the pipe and cross many packets, few enough to keep the suite quick. */
 const IPERF_SECONDS = 2;
+/** styx's default TUN MTU; libipsec's ipsec0 defaults to the same 1400. */
+const TUN_MTU = 1400;
 
 /**
  * styx stats keys for the ESP engine's drop counters. The engine keeps them
@@ -208,6 +210,23 @@ async function pingBothWays(p: Peers): Promise<void> {
   assert.equal(rl.received, rl.sent, `ping ${right.inner4} -> ${left.inner4} through the tunnel:\n${rl.output}`);
 }
 
+/**
+ * Pings whose inner packets fill the TUN MTU exactly (with DF) and pings
+ * whose inner packets are IP fragments, each way: the outer ESP-in-UDP
+ * datagram of a full-MTU packet must still fit the link, and fragments
+ * (no ports to match) must pass the SA's selectors.
+ */
+async function bigPingsBothWays(p: Peers): Promise<void> {
+  const { left, right } = p.t;
+  const cases: [string, string[]][] = [['full TUN MTU, DF set', ['-s', String(TUN_MTU - 28), '-M', 'do']], ['fragmented inner packets', ['-s', '3000']]];
+  for (const [what, opts] of cases) {
+    for (const [from, to] of [[left, right], [right, left]] as const) {
+      const r = await run(['ping', '-n', '-c', '2', '-i', '0.2', '-W', '2', ...opts, '-I', from.inner4, to.inner4], { ns: from.ns, allowFailure: true, timeoutMs: 20_000 });
+      assert.match(r.stdout, / 2 received/, `ping ${from.inner4} -> ${to.inner4}, ${what}:\n${r.stdout}${r.stderr}`);
+    }
+  }
+}
+
 const mbit = (r: IperfResult): string => `${(r.receivedBitsPerSecond / 1e6).toFixed(0)} Mbit/s`;
 
 /**
@@ -218,6 +237,7 @@ async function trafficBothWays(p: Peers, label: string): Promise<void> {
   const { left, right } = p.t;
   const c0 = await counts(p);
   await pingBothWays(p);
+  await bigPingsBothWays(p);
   const lr = await iperfTcp({ clientNs: left.ns, clientAddr: left.inner4, serverNs: right.ns, serverAddr: right.inner4, seconds: IPERF_SECONDS });
   const rl = await iperfTcp({ clientNs: right.ns, clientAddr: right.inner4, serverNs: left.ns, serverAddr: left.inner4, seconds: IPERF_SECONDS });
   const d = delta(c0, await counts(p));
