@@ -41,7 +41,10 @@ import {
 } from './ip.js';
 import { ESP_HEADER_BYTES, PaddingError, openEsp, sealEsp } from './packet.js';
 import { EXPIRE_HARD, EXPIRE_SOFT, EspSa, type EspSaCounters, type EspSaOptions } from './sa.js';
-import { PolicyTable, matchesInbound } from './selector.js';
+import { PolicyTable, matchesInbound, type CompiledPolicy } from './selector.js';
+
+/** How often one trap policy may ask for an SA. */
+const ACQUIRE_INTERVAL_MS = 2000;
 
 /** RFC 3948 1: the UDP port ESP-in-UDP goes to. */
 export const NAT_T_PORT = 4500;
@@ -106,6 +109,8 @@ export class EspEngine {
   private readonly policiesIn = new PolicyTable();
   private readonly now: () => number;
   private readonly pending: ExpireEvent[] = [];
+  private readonly pendingAcquires: DataplaneEvents['acquire'][0][] = [];
+  private readonly lastAcquire = new WeakMap<CompiledPolicy, number>();
   /** The last unexpected exception, for debugging (counted in internalErrors). */
   lastInternalError: unknown = null;
   private readonly c: EspEngineCounters = {
@@ -185,6 +190,19 @@ export class EspEngine {
 
   private flushEvents(): void {
     while (this.pending.length > 0) this.events.emit('expire', this.pending.shift()!);
+    while (this.pendingAcquires.length > 0) this.events.emit('acquire', this.pendingAcquires.shift()!);
+  }
+
+  /**
+   * A packet matched a policy without an SA (a trap policy, SPI 0): ask IKE
+   * for one, at most once per policy every ACQUIRE_INTERVAL_MS, as a kernel
+   * does with its acquire messages (RFC 4301 5.1.1: the packet is dropped).
+   */
+  private acquire(policy: CompiledPolicy, now: number): void {
+    const last = this.lastAcquire.get(policy) ?? -Infinity;
+    if (now - last < ACQUIRE_INTERVAL_MS) return;
+    this.lastAcquire.set(policy, now);
+    this.pendingAcquires.push({ selector: { local: policy.params.local, remote: policy.params.remote } });
   }
 
   /**
@@ -228,7 +246,7 @@ export class EspEngine {
     const policy = this.policiesOut.lookupOutbound(pkt, inner);
     if (!policy) { this.c.noPolicy++; return null; }
     const sa = this.outbound.get(saKey(policy.params.spi));
-    if (!sa) { this.c.noSa++; return null; }
+    if (!sa) { this.c.noSa++; this.acquire(policy, now); return null; }
     if (sa.dead) { sa.expiredDrops++; this.c.expired++; return null; }
 
     let payload: Buffer;

@@ -284,6 +284,28 @@ describe('esp/engine: engine to engine', () => {
     assert.equal(p.a.counters().noSa, 1);
   });
 
+  it('asks for an SA (acquire) when a packet matches a trap policy, at most once per policy every 2 s', () => {
+    let now = 1_000_000;
+    const e = new EspEngine({ now: () => now });
+    const acquires: DataplaneEvents['acquire'][0][] = [];
+    e.events.on('acquire', (a) => acquires.push(a));
+    e.addPolicy({ direction: 'out', local: sel4('10.1.0.0', '10.1.0.255'), remote: sel4('10.2.0.0', '10.2.0.255'), mode: 'tunnel', spi: 0, tunnel: null, tag: 'trap' });
+    const pkt = ipv4Udp('10.1.0.5', '10.2.0.9', 1, 2, Buffer.alloc(8));
+    assert.deepEqual(e.encapsulate([pkt, pkt]), []);
+    assert.equal(acquires.length, 1);
+    assert.ok(acquires[0]!.selector.remote.startAddr.equals(Buffer.from([10, 2, 0, 0])));
+    now += 1000;
+    e.encapsulate([pkt]);
+    assert.equal(acquires.length, 1);
+    now += 1500;
+    e.encapsulate([pkt]);
+    assert.equal(acquires.length, 2);
+    // Traffic no trap covers asks for nothing.
+    e.encapsulate([ipv4Udp('10.1.0.5', '10.3.0.9', 1, 2, Buffer.alloc(8))]);
+    assert.equal(acquires.length, 2);
+    assert.equal(e.counters().noSa, 4);
+  });
+
   it('RFC 4301 5.2: a decapsulated packet outside the SA selectors is dropped', () => {
     const p = makePair(GCM128, { bInSelectors: { local: [sel4('10.2.0.0', '10.2.255.255', 17, 53, 53)], remote: [sel4('10.1.0.5', '10.1.0.5')] } });
     const ok = udpAB(1);

@@ -88,6 +88,7 @@ export class UserspaceBackend implements DataplaneBackend {
   constructor(private readonly tun: RoutedTun, private readonly transport: EspTransport, private readonly opts: UserspaceOptions) {
     this.engine = new EspEngine();
     this.engine.events.on('expire', (e) => this.events.emit('expire', e));
+    this.engine.events.on('acquire', (e) => this.events.emit('acquire', e));
     tun.onPackets((pkts) => this.outbound(pkts));
     transport.setEspReceiver((data, _local, remote) => this.receive(data, remote));
     this.ticker = setInterval(() => this.engine.tick(), opts.tickMs ?? 1000);
