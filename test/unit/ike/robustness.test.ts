@@ -35,7 +35,7 @@ async function stillAlive(p: TwoPeers): Promise<void> {
 }
 
 describe('ike/v2 responder robustness', function () {
-  this.timeout(120_000);
+  this.timeout(300_000);
 
   it('survives every message of the OpenIKED fuzz corpus, as sent and aimed at an established SA', async () => {
     const p = await established();
