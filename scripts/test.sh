@@ -60,7 +60,7 @@ styx_log "npm run build"
 # the build failure alone makes the run fail.
 npm run build || setup_failed "build (tsc reported errors)"
 
-run_mocha unit --recursive 'dist/test/unit/**/*.test.js'
+run_mocha unit --timeout 30000 --recursive 'dist/test/unit/**/*.test.js'
 
 if [ "${STYX_SKIP_INTEROP:-0}" != 1 ]; then
   # --exit: a daemon a test forgot to stop must not hang the run; the
