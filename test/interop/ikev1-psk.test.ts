@@ -13,10 +13,10 @@
  * right one; the tests of a describe block share its daemons and run in order.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  createTopology, dumpLogsOnFailure, pskSwanctlConf, requireInterop, startCharon, startStyxd, summarizeSa,
+  createTopology, dumpLogsOnFailure, pskSwanctlConf, repoRoot, requireInterop, startCharon, startStyxd, summarizeSa, waitFor,
   type CharonHandle, type ConfSection, type IkeSaInfo, type ParsedSa, type StyxdHandle, type Topology,
 } from './harness.js';
 import { styxChildKeysFromLogText } from './lib/styx-keys.js';
@@ -74,6 +74,11 @@ function usePeers(s: Setup): Peers {
   const p = new Peers();
   before(async function () {
     requireInterop(this, { charon: true, styxd: true });
+    // styxd routes ISAKMP 1.x to IkeV1Manager only once the daemon wires it; until then there is nothing to test.
+    if (!readFileSync(join(repoRoot(), 'dist', 'src', 'daemon', 'daemon.js'), 'utf8').includes('IkeV1Manager')) {
+      console.log('      skipping: this styxd does not route IKEv1 to IkeV1Manager yet');
+      this.skip();
+    }
     const topo = await createTopology(`v1${s.tag}`);
     p.topo = topo;
     const dir = topo.dir('styxd-l');
@@ -90,7 +95,8 @@ function usePeers(s: Setup): Peers {
     });
     const [a, b] = await Promise.allSettled([
       startStyxd(topo.left.ns, conf, { dir, logLevel: 'ike=secret' }),
-      startCharon(topo.right.ns, topo.dir('charon-r'), { swanctl: charonConf }),
+      // charon refuses to answer Aggressive Mode with PSK unless told the offline-attack risk is accepted.
+      startCharon(topo.right.ns, topo.dir('charon-r'), { swanctl: charonConf, ...(s.aggressive ? { charon: { i_dont_care_about_security_and_use_aggressive_mode_psk: 'yes' } } : {}) }),
     ]);
     if (a.status === 'fulfilled') p.styxd = a.value;
     if (b.status === 'fulfilled') p.charond = b.value;
@@ -263,7 +269,9 @@ describe('IKEv1 PSK with strongSwan: DPD notices a charon that stopped', functio
     // R-U-THERE goes out only when idle, and charon answers it.
     await p.styx.waitForLog(/DPD: R-U-THERE-ACK \d+|DPD: sending R-U-THERE/, 10_000);
     const mark = p.styx.logMark();
-    await p.charon.stop();
+    // SIGKILL: a clean stop would send DELETEs, and the point is a peer that just goes silent.
+    process.kill(p.charon.pid, 'SIGKILL');
+    await waitFor('charon to die', 5_000, () => (p.charon.running() ? undefined : true));
     await p.styx.waitForLog(/DPD: 192\.0\.2\.2 silent for \d+s after \d+ R-U-THERE: dead, dpd_action clear/, 30_000, mark);
     await p.styx.waitForSas((s) => s.length === 0);
   });
