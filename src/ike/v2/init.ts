@@ -17,6 +17,7 @@ import type { V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { acceptIkeResponse, ikeProposals, selectIke, type IkeSelection } from './proposals.js';
 import { sendAuthRequest } from './auth.js';
+import { certReqPayloads, notePeerAnnouncements, signatureHashesNotify } from './pubkey.js';
 
 /** 2.23: SHA-1(SPIi | SPIr | IP | Port). */
 export function natHash(spiI: Buffer, spiR: Buffer, ep: Endpoint): Buffer {
@@ -47,6 +48,22 @@ function detectNat(sa: IkeSaV2, payloads: Payload[], spiI: Buffer, spiR: Buffer)
   if (sa.nat.local || sa.nat.remote) sa.log.info(`${sa.tag}: NAT detected (${sa.nat.local ? 'local' : 'remote'} side)`);
 }
 
+/**
+ * RFC 7427 4 (SIGNATURE_HASH_ALGORITHMS, sent whatever the authentication
+ * method: the peer may pick certificates) and RFC 7383 2.3
+ * (IKEV2_FRAGMENTATION_SUPPORTED): what both IKE_SA_INIT messages announce.
+ */
+function capabilityNotifies(sa: IkeSaV2): Payload[] {
+  sa.fragmentation.ours = sa.conn.fragmentation;
+  return [signatureHashesNotify(), ...(sa.conn.fragmentation ? [notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED)] : [])];
+}
+
+/** What the peer's IKE_SA_INIT announced: fragmentation (RFC 7383 2.3), signature hashes and CERTREQ (RFC 7427 4, RFC 7296 3.7). */
+function notePeerCapabilities(sa: IkeSaV2, payloads: Payload[]): void {
+  sa.fragmentation.peer = findNotify(payloads, NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) !== undefined;
+  notePeerAnnouncements(sa, payloads);
+}
+
 function initPayloads(sa: IkeSaV2): Payload[] {
   const c = sa.initCtx!;
   return [
@@ -55,6 +72,7 @@ function initPayloads(sa: IkeSaV2): Payload[] {
     { type: PayloadType.KE, critical: false, group: c.group, data: c.ke.publicValue },
     { type: PayloadType.NONCE, critical: false, data: sa.nonceI },
     ...natNotifies(sa),
+    ...capabilityNotifies(sa),
   ];
 }
 
@@ -108,6 +126,7 @@ async function onInitResponse(ctx: V2Context, sa: IkeSaV2, msg: IkeMessage, payl
   sa.initResponse = Buffer.from(raw);
   ctx.register(sa);
   detectNat(sa, payloads, msg.header.spiI, msg.header.spiR);
+  notePeerCapabilities(sa, payloads);
   try {
     deriveKeys(ctx, sa, sel, c.ke.computeSecret(ke.data));
   } catch (e) {
@@ -239,12 +258,19 @@ export async function handleInitRequest(ctx: V2Context, msg: IkeMessage, raw: Bu
   }
   sa.setState('CONNECTING', `IKE_SA_INIT from ${remote.address}, proposal ${sel.num} accepted`);
   detectNat(sa, payloads, msg.header.spiI, msg.header.spiR);
+  notePeerCapabilities(sa, payloads);
   ctx.register(sa);
+  // Registered first: a retransmitted request arriving while certificates load must find this SA, not start another.
+  // RFC 7296 1.2: CERTREQ for whichever of these connections IKE_AUTH will settle on.
+  const certReq = await certReqPayloads(conns, ctx.log, sa.tag);
+  if (sa.state === 'DESTROYED') return;
   sa.sendResponse(ExchangeType.IKE_SA_INIT, 0, [
     { type: PayloadType.SA, critical: false, proposals: [selectedProposal(sel.num, sel)] },
     { type: PayloadType.KE, critical: false, group: sel.dh, data: myKe.publicValue },
     { type: PayloadType.NONCE, critical: false, data: sa.nonceR },
+    ...certReq,
     ...natNotifies(sa),
+    ...capabilityNotifies(sa),
   ]);
 }
 

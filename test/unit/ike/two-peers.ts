@@ -12,20 +12,24 @@ import { ManualClock } from '../../../src/util/timers.js';
 export const LEFT: Endpoint = { address: '192.0.2.1', port: 500 };
 export const RIGHT: Endpoint = { address: '192.0.2.2', port: 500 };
 
-export function peerConfig(side: 'left' | 'right', opts: { proposals?: string; esp?: string; psk?: string; start?: boolean; localTs?: string; remoteTs?: string; cookieThreshold?: number; extra?: string; child?: string; children?: string } = {}): string {
+/**
+ * `local` and `remote` replace the flow mappings of those keys (e.g. a
+ * pubkey side); `daemonExtra` adds lines under daemon:.
+ */
+export function peerConfig(side: 'left' | 'right', opts: { proposals?: string; esp?: string; psk?: string; start?: boolean; localTs?: string; remoteTs?: string; cookieThreshold?: number; extra?: string; child?: string; children?: string; local?: string; remote?: string; daemonExtra?: string } = {}): string {
   const me = side === 'left' ? LEFT : RIGHT, peer = side === 'left' ? RIGHT : LEFT;
   const myNet = side === 'left' ? '10.1.0.0/24' : '10.2.0.0/24', peerNet = side === 'left' ? '10.2.0.0/24' : '10.1.0.0/24';
   return `
 daemon:
   listen: [${me.address}]
   cookie_threshold: ${opts.cookieThreshold ?? 10}
-connections:
+${opts.daemonExtra ?? ''}connections:
   demo:
     local_addrs: [${me.address}]
     remote_addrs: [${peer.address}]
     proposals: [${opts.proposals ?? 'aes128-sha256-x25519'}]
-    local: { auth: psk, id: ${side}.example }
-    remote: { auth: psk, id: ${side === 'left' ? 'right' : 'left'}.example }
+    local: ${opts.local ?? `{ auth: psk, id: ${side}.example }`}
+    remote: ${opts.remote ?? `{ auth: psk, id: ${side === 'left' ? 'right' : 'left'}.example }`}
     retransmit: { timeout: 1, tries: 3, base: 2 }
 ${opts.extra ?? ''}    children:
       net:
