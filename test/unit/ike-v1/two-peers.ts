@@ -24,6 +24,8 @@ export interface V1PeerOptions {
   extra?: string;
   localId?: string;
   remoteId?: string;
+  /** Extra child keys, indented eight spaces. */
+  child?: string;
 }
 
 export function v1Config(side: 'left' | 'right', o: V1PeerOptions = {}): string {
@@ -47,7 +49,7 @@ ${o.extra ?? ''}    children:
         local_ts: [${o.localTs ?? myNet}]
         remote_ts: [${o.remoteTs ?? peerNet}]
         esp_proposals: [${o.esp ?? 'aes128-sha256'}]
-secrets:
+${o.child ?? ''}secrets:
   - { ids: [left.example, right.example], psk: "${o.psk ?? 'shared secret for tests'}" }
 `;
 }
