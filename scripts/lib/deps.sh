@@ -3,12 +3,12 @@
 # Source it; it defines functions and changes nothing by itself.
 
 # Everything the interop tests drive: strongSwan as the peer, iproute2 for
-# namespaces, ping/iperf3 for traffic, nftables for loss and NAT, tcpdump
-# for captures.
+# namespaces, ping/iperf3 for traffic, nftables for loss and NAT, conntrack
+# to make the NAT forget its mappings, tcpdump for captures.
 STYX_APT_TEST_PACKAGES=(
   strongswan-charon strongswan-swanctl strongswan-pki
   libcharon-extra-plugins libstrongswan-extra-plugins libstrongswan-standard-plugins
-  iproute2 iputils-ping iperf3 nftables tcpdump
+  iproute2 iputils-ping iperf3 nftables conntrack tcpdump
 )
 # The demo needs namespaces, ping and iperf3.
 STYX_APT_DEMO_PACKAGES=(iproute2 iputils-ping iperf3)

@@ -1,16 +1,33 @@
 #!/usr/bin/env bash
-# The two-host test topology, defined once: the interop harness, demo.sh and
-# anyone debugging by hand all build it through this script.
+# The test topologies, defined once: the interop harness, demo.sh and
+# anyone debugging by hand all build them through this script.
+#
+# Two hosts on one link (`up`):
 #
 #   PREFIX-l                                   PREFIX-r
 #   inner0 10.1.0.1/24                         inner0 10.2.0.1/24
 #   out0   192.0.2.1/24  2001:db8::1/64 <-veth-> out0 192.0.2.2/24  2001:db8::2/64
 #
-# Usage: netns.sh up PREFIX | down PREFIX | reap [NAME-PATTERN]
-#   up    removes leftovers of the same PREFIX, then creates the topology
-#   down  removes it; succeeds when nothing is there
-#   reap  removes namespaces matching 'styxt<pid>x...' whose creating
-#         process no longer runs (leftovers of crashed test runs)
+# Host A behind a masquerading router, host B outside (`nat-up`, IPv4 only):
+#
+#   PREFIX-a                 PREFIX-nat                          PREFIX-b
+#   inner0 10.1.0.1/24                                           inner0 10.2.0.1/24
+#   out0   10.0.0.2/24 <-veth-> in0 10.0.0.1/24
+#   default via 10.0.0.1        out0 198.51.100.1/24 <-veth-> out0 198.51.100.2/24
+#
+#   The router forwards and masquerades what leaves its out0 to source ports
+#   20000-20099 (table ip styx_nat; test/interop/lib/nat-topology.ts knows
+#   the range and may move it), so a mapping changes both the address and
+#   the port, as a NAPT does. B has no route to 10.0.0.0/24, and the router
+#   forwards nothing inward but replies within a mapping: A is reached only
+#   through a mapping A made.
+#
+# Usage: netns.sh up PREFIX | nat-up PREFIX | down PREFIX | reap [NAME-PATTERN]
+#   up      removes leftovers of the same PREFIX, then creates the two-host topology
+#   nat-up  the same for the NAT topology
+#   down    removes either topology; succeeds when nothing is there
+#   reap    removes namespaces matching 'styxt<pid>x...' whose creating
+#           process no longer runs (leftovers of crashed test runs)
 set -euo pipefail
 
 die() { echo "netns.sh: $*" >&2; exit 1; }
@@ -43,9 +60,8 @@ del_ns() {
 }
 
 down() {
-  local p=$1
-  del_ns "$p-l"
-  del_ns "$p-r"
+  local p=$1 side
+  for side in l r a nat b; do del_ns "$p-$side"; done
 }
 
 setup_side() {
@@ -87,6 +103,56 @@ up() {
   setup_side "$p-r" 192.0.2.2/24 2001:db8::2/64 10.2.0.1/24
 }
 
+# nat_host NS ADDR/LEN INNER/LEN [GATEWAY]: an end host of the NAT topology with its protected LAN.
+nat_host() {
+  local ns=$1 outer=$2 inner=$3 gw=${4:-}
+  ip -n "$ns" link set lo up
+  ip -n "$ns" addr add "$outer" dev out0
+  ip -n "$ns" link set out0 up
+  # A veth pair kept inside the namespace, for the reason given in setup_side.
+  ip -n "$ns" link add inner0 type veth peer name inner1
+  ip -n "$ns" addr add "$inner" dev inner0
+  ip -n "$ns" link set inner1 up
+  ip -n "$ns" link set inner0 up
+  [ -z "$gw" ] || ip -n "$ns" route add default via "$gw"
+  ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+}
+
+nat_up() {
+  local p=$1
+  [ ${#p} -le 40 ] || die "prefix too long: $p"
+  down "$p"
+  ip netns add "$p-a"
+  ip netns add "$p-nat"
+  ip netns add "$p-b"
+  ip link add out0 netns "$p-a" type veth peer name in0 netns "$p-nat"
+  ip link add out0 netns "$p-nat" type veth peer name out0 netns "$p-b"
+  nat_host "$p-a" 10.0.0.2/24 10.1.0.1/24 10.0.0.1
+  nat_host "$p-b" 198.51.100.2/24 10.2.0.1/24
+  local n=$p-nat
+  ip -n "$n" link set lo up
+  ip -n "$n" addr add 10.0.0.1/24 dev in0
+  ip -n "$n" addr add 198.51.100.1/24 dev out0
+  ip -n "$n" link set in0 up
+  ip -n "$n" link set out0 up
+  ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$n" nft -f - <<NFT
+table ip styx_nat {
+  chain forward {
+    type filter hook forward priority filter; policy drop;
+    iifname "in0" oifname "out0" accept
+    iifname "out0" oifname "in0" ct state established,related accept
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    # A port range applies to TCP and UDP only; ICMP (ping to B) is masqueraded by the second rule.
+    oifname "out0" meta l4proto { tcp, udp } masquerade to :20000-20099
+    oifname "out0" masquerade
+  }
+}
+NFT
+}
+
 reap() {
   local pattern=${1:-styxt}
   local ns pid
@@ -103,11 +169,12 @@ reap() {
   done
 }
 
-[ $# -ge 1 ] || die "usage: netns.sh up PREFIX | down PREFIX | reap [PATTERN]"
+[ $# -ge 1 ] || die "usage: netns.sh up PREFIX | nat-up PREFIX | down PREFIX | reap [PATTERN]"
 [ "$(id -u)" = 0 ] || die "must run as root"
 cmd=$1; shift
 case $cmd in
   up)   [ $# -eq 1 ] || die "usage: netns.sh up PREFIX"; up "$1" ;;
+  nat-up) [ $# -eq 1 ] || die "usage: netns.sh nat-up PREFIX"; nat_up "$1" ;;
   down) [ $# -eq 1 ] || die "usage: netns.sh down PREFIX"; down "$1" ;;
   reap) reap "${1:-styxt}" ;;
   *) die "unknown command: $cmd" ;;
