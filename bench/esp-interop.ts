@@ -195,7 +195,7 @@ async function transfer(t: Topology, l: Peer, r: Peer, from: 'left' | 'right', s
     const cpu = s1.cpu[i] - s0.cpu[i];
     const pkts = s1.esp[i].pktsIn - s0.esp[i].pktsIn + s1.esp[i].pktsOut - s0.esp[i].pktsOut;
     lines.push(`  ${(i === 0 ? 'left ' : 'right')} ${p.kind.padEnd(6)} CPU ${((cpu / wall) * 100).toFixed(0).padStart(3)}% of a core, `
-      + `${pkts > 0 ? ((cpu * 1e6) / pkts).toFixed(1) : '-'} us per ESP packet (${pkts} in+out); `
+      + `${pkts > 0 ? ((cpu * 1e6) / pkts).toFixed(1) : '-'} us CPU per ESP packet (${pkts} in+out); `
       + `UDP rcvbuf drops ${s1.udp[i] - s0.udp[i]}, ${p.tun} drops tx ${s1.tun[i].tx - s0.tun[i].tx} rx ${s1.tun[i].rx - s0.tun[i].rx}`);
   }
   return { from, iperf, lines, window: [m0, m1] };
@@ -288,7 +288,8 @@ function summarizeProfile(p: CpuProfile, window: [number, number], top = 18): st
   }
   const busy = total - idle;
   const pct = (us: number, of: number): string => `${((us / of) * 100).toFixed(1).padStart(5)}%`;
-  const out = [`  profile of the transfer: ${(total / 1e6).toFixed(1)} s, main thread busy ${pct(busy, total)}; shares below are of the busy time`];
+  // The sampler runs on wall-clock time: a sample lands on JS code even while the thread waits for a CPU, so busy is not CPU time.
+  const out = [`  profile of the transfer: ${(total / 1e6).toFixed(1)} s, main thread not idle (running or waiting for a CPU) ${pct(busy, total)}; shares below are of that time`];
   out.push('  by stage:');
   for (const [k, v] of [...byStage].filter(([k]) => !k.startsWith('idle')).sort((a, b) => b[1] - a[1]).slice(0, 12)) out.push(`    ${pct(v, busy)}  ${k}`);
   out.push(`  top ${top} functions by self time:`);

@@ -296,7 +296,7 @@ const HOLD_TABLE = 'styx_esp_hold';
  * it, so packets can be captured that styx has never seen (fresh sequence
  * numbers). tcpdump sees them anyway: it taps the device, before netfilter.
  */
-async function holdEsp(ns: string, from: string): Promise<void> {
+async function holdEsp(ns: string, from: string, dir: string): Promise<void> {
   const rules = `table inet ${HOLD_TABLE} {
   chain input {
     type filter hook input priority -10; policy accept;
@@ -304,7 +304,7 @@ async function holdEsp(ns: string, from: string): Promise<void> {
   }
 }
 `;
-  const file = join('/tmp', `${ns}-${HOLD_TABLE}.nft`);
+  const file = join(dir, `${HOLD_TABLE}.nft`);
   writeFileSync(file, rules);
   await run(['nft', '-f', file], { ns });
 }
@@ -398,7 +398,7 @@ for (const s of SUITES) {
 
       // Real packets charon sealed for styx's inbound SA, which styx has not seen.
       const pcapFile = join(p.t.dir('capture'), `esp-${s.tag}.pcap`);
-      await holdEsp(left.ns, right.outer4);
+      await holdEsp(left.ns, right.outer4, p.t.dir('capture'));
       let caps: CapturedUdp[];
       try {
         const cap = await startCapture(left.ns, 'out0', `src host ${right.outer4} and udp dst port ${NAT_T_PORT} and udp[8:4] != 0`, pcapFile, { count: 4 });
