@@ -56,6 +56,8 @@ export interface Phase1Ctx {
 interface ExchangeState {
   lastIn: Buffer | null;
   lastOut: Buffer | null;
+  /** Whether lastOut answered lastIn; a final message (MM6, AM3, QM3) is answered by nothing. */
+  replied: boolean;
   timer: TimerHandle | null;
   retransmits: number;
   what: string;
@@ -173,7 +175,7 @@ export class IkeSaV1 {
 
   private exchange(messageId: number): ExchangeState {
     let x = this.exchanges.get(messageId);
-    if (!x) { x = { lastIn: null, lastOut: null, timer: null, retransmits: 0, what: '' }; this.exchanges.set(messageId, x); }
+    if (!x) { x = { lastIn: null, lastOut: null, replied: false, timer: null, retransmits: 0, what: '' }; this.exchanges.set(messageId, x); }
     return x;
   }
 
@@ -187,6 +189,7 @@ export class IkeSaV1 {
     x.timer?.cancel();
     x.timer = null;
     x.lastOut = packet;
+    x.replied = x.lastIn !== null;
     x.retransmits = 0;
     x.what = what;
     this.sender.send(packet, this.local, this.remote);
@@ -217,6 +220,7 @@ export class IkeSaV1 {
     x.timer?.cancel();
     x.timer = null;
     x.lastIn = Buffer.from(raw);
+    x.replied = false;
     this.lastHeard = this.clock.now();
   }
 
@@ -227,11 +231,16 @@ export class IkeSaV1 {
     if (x) x.timer = null;
   }
 
-  /** Whether `raw` repeats the last message accepted for its exchange; if so our answer goes out again. */
+  /**
+   * Whether `raw` repeats the last message accepted for its exchange; if so
+   * our answer to it goes out again. A repeated final message has no answer:
+   * re-sending what came before it would make two peers bounce the last two
+   * messages of an exchange at each other for ever.
+   */
   answerRetransmit(messageId: number, raw: Buffer): boolean {
     const x = this.exchanges.get(messageId);
     if (!x?.lastIn || !x.lastIn.equals(raw)) return false;
-    if (x.lastOut) this.sender.send(x.lastOut, this.local, this.remote);
+    if (x.lastOut && x.replied) this.sender.send(x.lastOut, this.local, this.remote);
     return true;
   }
 
