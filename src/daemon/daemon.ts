@@ -210,6 +210,7 @@ export class Daemon implements ControlHandler {
       ...Object.fromEntries(Object.entries(c).map(([k, v]) => [`ike.${k}`, v])),
       ...Object.fromEntries(Object.entries(n).map(([k, v]) => [`net.${k}`, v])),
       'net.keepalivesSent': this.keepalive.sent,
+      ...Object.fromEntries(Object.entries(this.dp.stats()).map(([k, v]) => [`${this.dp.name === 'userspace' ? 'esp' : 'dataplane'}.${k}`, v])),
       'ike.sas': this.manager.sas.length,
       'ike.halfOpen': this.manager.halfOpenCount(),
     };

@@ -69,5 +69,7 @@ export interface DataplaneBackend {
   addPolicy(p: PolicyParams): Promise<void>;
   deletePolicy(p: PolicyParams): Promise<void>;
   readonly events: EventEmitter<DataplaneEvents>;
+  /** Counters of the whole data plane (drops by reason, packets), for `styx stats`. */
+  stats(): Record<string, number>;
   close(): Promise<void>;
 }

@@ -155,7 +155,28 @@ export class EspEngine {
 
   /** Removes an SA; packets for it then count as unknownSpi (in) or noSa (out). */
   deleteSa(spi: number, direction: Direction): boolean {
+    const sa = this.table(direction).get(saKey(spi));
+    if (sa) this.retire(sa);
     return this.table(direction).delete(saKey(spi));
+  }
+
+  /** Drops counted per SA, kept after the SA goes so totals cover the daemon's whole life. */
+  private readonly retired = { replayDrops: 0, authFailures: 0, paddingErrors: 0, expiredDrops: 0 };
+
+  private retire(sa: EspSa): void {
+    this.retired.replayDrops += sa.replayDrops;
+    this.retired.authFailures += sa.authFailures;
+    this.retired.paddingErrors += sa.paddingErrors;
+    this.retired.expiredDrops += sa.expiredDrops;
+  }
+
+  /** Per-SA drops summed over every SA there is or was. */
+  saDropTotals(): { replayDrops: number; authFailures: number; paddingErrors: number; expiredDrops: number } {
+    const t = { ...this.retired };
+    for (const table of [this.inbound, this.outbound]) for (const sa of table.values()) {
+      t.replayDrops += sa.replayDrops; t.authFailures += sa.authFailures; t.paddingErrors += sa.paddingErrors; t.expiredDrops += sa.expiredDrops;
+    }
+    return t;
   }
 
   querySa(spi: number, direction: Direction): EspSaCounters | null {

@@ -18,6 +18,7 @@ import type { Endpoint } from '../dataplane/api.js';
 export const IKE_PORT = 500;
 export const NAT_T_PORT = 4500;
 const NON_ESP_MARKER = Buffer.alloc(4);
+const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 
 export type IkeReceiver = (data: Buffer, local: Endpoint, remote: Endpoint) => void;
 export type EspReceiver = (data: Buffer, local: Endpoint, remote: Endpoint) => void;
@@ -26,7 +27,7 @@ export interface Sender {
   send(data: Buffer, local: Endpoint, remote: Endpoint): void;
 }
 
-export interface SocketCounters { received: number; sent: number; keepalives: number; esp: number; dropped: number; sendErrors: number }
+export interface SocketCounters { received: number; sent: number; sentRaw: number; keepalives: number; esp: number; dropped: number; sendErrors: number }
 
 interface Bound { sock: dgram.Socket; local: Endpoint; natT: boolean }
 
@@ -45,7 +46,7 @@ export function hostAddresses(): string[] {
 
 export class IkeSockets implements Sender {
   private bound: Bound[] = [];
-  readonly counters: SocketCounters = { received: 0, sent: 0, keepalives: 0, esp: 0, dropped: 0, sendErrors: 0 };
+  readonly counters: SocketCounters = { received: 0, sent: 0, sentRaw: 0, keepalives: 0, esp: 0, dropped: 0, sendErrors: 0 };
   espReceiver: EspReceiver | null = null;
 
   constructor(private readonly log: Logger, private readonly onIke: IkeReceiver) {}
@@ -75,6 +76,8 @@ export class IkeSockets implements Sender {
       sock.bind({ address, port, exclusive: true }, () => {
         sock.off('error', onError);
         const local = { address, port: sock.address().port };
+        // ESP-in-UDP arrives in bursts; a larger receive buffer (capped by the kernel's rmem_max) drops less.
+        if (natT) { try { sock.setRecvBufferSize(RECV_BUFFER_BYTES); sock.setSendBufferSize(RECV_BUFFER_BYTES); } catch { /* keep the default */ } }
         const b: Bound = { sock, local, natT };
         sock.on('error', (e) => this.log.warn(`socket ${fmt(local)}: ${e.message}`));
         sock.on('message', (msg, rinfo) => this.receive(b, msg, { address: rinfo.address, port: rinfo.port }));
@@ -130,9 +133,19 @@ export class IkeSockets implements Sender {
   /** Raw send on the 4500 socket without a marker: ESP-in-UDP and keepalives. */
   sendRaw(data: Buffer, local: Endpoint, remote: Endpoint): void {
     const b = this.find(local);
-    if (!b) return;
-    b.sock.send(data, remote.port, remote.address);
+    if (!b) { this.counters.sendErrors++; return; }
+    b.sock.send(data, remote.port, remote.address, this.onRawSent);
+    this.counters.sentRaw++;
   }
+
+  /** One callback for every raw send: a failing route must not log once per packet. */
+  private readonly onRawSent = (e: Error | null): void => {
+    if (!e) return;
+    this.counters.sendErrors++;
+    const now = Date.now();
+    if (now - this.lastRawErrorLog > 10_000) { this.lastRawErrorLog = now; this.log.warn(`sending ESP-in-UDP failed: ${e.message} (${this.counters.sendErrors} send errors so far)`); }
+  };
+  private lastRawErrorLog = 0;
 
   async close(): Promise<void> {
     await Promise.all(this.bound.map((b) => new Promise<void>((r) => b.sock.close(() => r()))));

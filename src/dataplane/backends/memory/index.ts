@@ -44,5 +44,6 @@ export class MemoryBackend implements DataplaneBackend {
     const i = this.policies.findIndex((q) => q.spi === p.spi && q.direction === p.direction && q.tag === p.tag);
     if (i >= 0) this.policies.splice(i, 1);
   }
+  stats(): Record<string, number> { return { sas: this.sas.size, policies: this.policies.length }; }
   async close(): Promise<void> { this.sas.clear(); this.policies.length = 0; }
 }

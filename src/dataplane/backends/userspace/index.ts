@@ -84,6 +84,7 @@ export class UserspaceBackend implements DataplaneBackend {
   private flushQueued = false;
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
+  private tunShortWrites = 0;
 
   constructor(private readonly tun: RoutedTun, private readonly transport: EspTransport, private readonly opts: UserspaceOptions) {
     this.engine = new EspEngine();
@@ -112,7 +113,8 @@ export class UserspaceBackend implements DataplaneBackend {
       const batch = this.inbox;
       this.inbox = [];
       const pkts = this.engine.decapsulate(batch);
-      if (pkts.length && !this.closed) this.tun.write(pkts);
+      // A short write means the kernel queue was full: those packets are dropped, as a router would.
+      if (pkts.length && !this.closed) this.tunShortWrites += pkts.length - this.tun.write(pkts);
     });
   }
 
@@ -166,6 +168,10 @@ export class UserspaceBackend implements DataplaneBackend {
     if (n > 0) { this.routes.set(cidr, n); return; }
     this.routes.delete(cidr);
     await this.tun.delRoute(cidr).catch((e: Error) => this.opts.log.warn(`removing route ${cidr}: ${e.message}`));
+  }
+
+  stats(): Record<string, number> {
+    return { ...this.engine.counters(), ...this.engine.saDropTotals(), tunWriteShort: this.tunShortWrites };
   }
 
   async close(): Promise<void> {
