@@ -48,8 +48,6 @@ export interface Phase1Ctx {
   psk: Buffer | null;
   /** Aggressive Mode: the initiator's ID body, hashed into HASH_I. */
   idiB: Buffer;
-  /** Lifetime the peer asked for with RESPONDER-LIFETIME, if any. */
-  peerLife: number | null;
 }
 
 /** Retransmission and duplicate detection for one exchange (one message ID). */
@@ -112,7 +110,7 @@ export class IkeSaV1 {
     this.lastHeard = clock.now();
     this.lifetime = conn.lifetime;
     this.step = aggressive ? 'AGGR_I1' : 'MAIN_I1';
-    this.p1 = { offered: [], ke: null, saiB: Buffer.alloc(0), gxi: Buffer.alloc(0), gxr: Buffer.alloc(0), ni: Buffer.alloc(0), nr: Buffer.alloc(0), psk: null, idiB: Buffer.alloc(0), peerLife: null };
+    this.p1 = { offered: [], ke: null, saiB: Buffer.alloc(0), gxi: Buffer.alloc(0), gxr: Buffer.alloc(0), ni: Buffer.alloc(0), nr: Buffer.alloc(0), psk: null, idiB: Buffer.alloc(0) };
   }
 
   /** RFC 2408 2.5.3: a cookie is random and never zero. */

@@ -15,7 +15,7 @@ import { createV1KeyExchange } from '../../crypto/ikev1/index.js';
 import type { Endpoint } from '../../dataplane/api.js';
 import { StyxError } from '../../util/errors.js';
 import {
-  Doi, V1ExchangeType, V1NotifyType, V1PayloadType, checkV1Message, decodeV1PayloadChain, describeV1, encodeIsakmp,
+  Doi, V1ExchangeType, V1NotifyType, V1PayloadType, V1ProtocolId, checkV1Message, decodeV1PayloadChain, describeV1, encodeIsakmp,
   findV1Payload, walkV1PayloadChain, ISAKMP_HEADER_LENGTH,
   type IsakmpMessage, type IsakmpPlainMessage, type V1Payload,
 } from '../../wire/ikev1/index.js';
@@ -46,7 +46,7 @@ export function ourSaBody(sa: V1Payload): Buffer {
 /** A plaintext Informational (RFC 2408 4.8) for errors before any keys exist. */
 export function plainNotify(ctx: V1Context, cookieI: Buffer, cookieR: Buffer, notifyType: number, local: Endpoint, remote: Endpoint): void {
   const pkt = encodeIsakmp({ cookieI, cookieR, exchangeType: V1ExchangeType.INFORMATIONAL, flags: { encryption: false, commit: false, authOnly: false }, messageId: 0 },
-    [{ type: V1PayloadType.N, doi: Doi.IPSEC, protocol: 1, spi: Buffer.concat([cookieI, cookieR]), notifyType, data: Buffer.alloc(0) }]);
+    [{ type: V1PayloadType.N, doi: Doi.IPSEC, protocol: V1ProtocolId.ISAKMP, spi: Buffer.concat([cookieI, cookieR]), notifyType, data: Buffer.alloc(0) }]);
   ctx.sender.send(pkt, local, remote);
 }
 
@@ -121,7 +121,7 @@ export function respondMainMode1(ctx: V1Context, msg: IsakmpPlainMessage, raw: B
     sa.setState('CONNECTING', `Main Mode from ${remote.address}[${remote.port}], transform ${describePhase1(choice.attrs)} accepted for ${conn.name}`);
     // RFC 2408 4.2: the accepted transform goes back as it came; a shorter lifetime of ours is said separately (RFC 2407 4.5.4).
     const reply: V1Payload[] = [{ ...saP, proposals: [{ ...choice.proposal, transforms: [choice.transform] }] }, ...ourVendorIds()];
-    if (theirs !== undefined && theirs > conn.lifetime) reply.push(responderLifetime(1, sa.cookies, conn.lifetime));
+    if (theirs !== undefined && theirs > conn.lifetime) reply.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, conn.lifetime));
     sa.received(0, raw);
     sa.send(0, sa.encodePlain(MM, 0, reply), 'MM2', false);
     return;

@@ -19,7 +19,7 @@ import { createV1KeyExchange, v1EspKeyLengths, v1QuickHash1, v1QuickHash2, v1Qui
 import { safeEqual } from '../../util/bytes.js';
 import { StyxError } from '../../util/errors.js';
 import {
-  V1ExchangeType, V1NotifyType, V1PayloadType, V1ProtocolId, checkV1Message, decodeV1PayloadChain, encodeV1PayloadChain,
+  Doi, V1ExchangeType, V1NotifyType, V1PayloadType, V1ProtocolId, checkV1Message, decodeV1PayloadChain, encodeV1PayloadChain,
   findV1Notify, findV1Payload, findV1Payloads, splitV1Hash,
   type IsakmpEncryptedMessage, type V1IdPayload, type V1Payload,
 } from '../../wire/ikev1/index.js';
@@ -243,7 +243,7 @@ async function quickRequest(ctx: V1Context, sa: IkeSaV1, mid: number, p: V1Paylo
     ctx.log.warn(`${sa.tag}: Quick Mode ${mid.toString(16)}: ${why}`);
     sa.forget(mid);
     ctx.childFailed(sa, why);
-    return sendInformational(ctx, sa, [{ type: V1PayloadType.N, doi: 1, protocol: V1ProtocolId.IPSEC_ESP, spi: theirSpi, notifyType: n, data: Buffer.alloc(0) }]);
+    return sendInformational(ctx, sa, [{ type: V1PayloadType.N, doi: Doi.IPSEC, protocol: V1ProtocolId.IPSEC_ESP, spi: theirSpi, notifyType: n, data: Buffer.alloc(0) }]);
   };
   let tsi: TrafficSelector, tsr: TrafficSelector;
   try {
