@@ -21,6 +21,8 @@ import { identityText, configIdText } from '../ike/identity.js';
 import { spiHex } from '../ike/v2/child-sa.js';
 import type { IkeSaV2 } from '../ike/v2/ike-sa.js';
 import { IkeV2Manager } from '../ike/v2/manager.js';
+import { IkeV1Manager } from '../ike/v1/manager.js';
+import { describeV1Sa } from '../ike/v1/describe.js';
 import { tsText } from '../ike/ts.js';
 import { formatTrafficSelector } from '../config/addr.js';
 
@@ -85,6 +87,7 @@ export class Daemon implements ControlHandler {
     private cfg: StyxConfig,
     private readonly opts: DaemonOptions,
     readonly manager: IkeV2Manager,
+    readonly v1: IkeV1Manager,
     readonly sockets: IkeSockets,
     readonly dp: DataplaneBackend,
     private control: { close(): Promise<void> } | null,
@@ -95,7 +98,11 @@ export class Daemon implements ControlHandler {
     const cfg = forDataplane(loadConfig(opts.configPath));
     applyLogLevels(cfg, opts.logLevels);
     let manager: IkeV2Manager | null = null;
-    const sockets = new IkeSockets(logs.for('net'), (data, local, remote) => manager?.receive(data, local, remote));
+    let v1: IkeV1Manager | null = null;
+    // The version field (RFC 2408 3.1 / RFC 7296 3.1) tells ISAKMP from IKEv2; short datagrams go to
+    // the IKEv2 decoder, which reports them.
+    const sockets = new IkeSockets(logs.for('net'), (data, local, remote) =>
+      (data.length >= 28 && data[17]! >> 4 === 1 ? v1 : manager)?.receive(data, local, remote));
     await sockets.bind(bindAddresses(cfg.daemon.listen), cfg.daemon.port, cfg.daemon.natPort);
     let dp: DataplaneBackend;
     try {
@@ -105,9 +112,11 @@ export class Daemon implements ControlHandler {
       throw e;
     }
     manager = new IkeV2Manager(cfg, dp, sockets, realClock, logs.for('ike'));
-    const keepalive = new NatKeepalive(() => manager?.sas ?? [], (data, local, remote) => sockets.sendRaw(data, local, remote), cfg.daemon.natPort, realClock, logs.for('net'));
+    v1 = new IkeV1Manager(cfg, dp, sockets, realClock, logs.for('ike'));
+    const both = { v1, v2: manager };
+    const keepalive = new NatKeepalive(() => [...both.v2.sas, ...both.v1.sas], (data, local, remote) => sockets.sendRaw(data, local, remote), cfg.daemon.natPort, realClock, logs.for('net'));
     keepalive.start(cfg.daemon.keepalive);
-    const d = new Daemon(cfg, opts, manager, sockets, dp, null, keepalive);
+    const d = new Daemon(cfg, opts, manager, v1, sockets, dp, null, keepalive);
     const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
     d.control = await startControlServer(socketPath, d, logs.for('control'));
     log.info(`styxd started: ${cfg.connections.length} connection(s) from ${cfg.file}, IKE on ${sockets.endpoints.map((e) => `${e.address}:${e.port}`).join(' ')}, control socket ${socketPath}, data plane ${dp.name}`);
@@ -118,8 +127,7 @@ export class Daemon implements ControlHandler {
   private startConnections(): void {
     for (const c of this.cfg.connections) {
       if (c.startAction !== 'start' && !c.children.some((ch) => ch.startAction === 'start')) continue;
-      if (c.version !== 2) { log.warn(`${c.name}: IKEv1 is not available in this version of styx; not started`); continue; }
-      this.manager.initiateAndWait(c.name, 120_000).then(
+      this.managerFor(c.version).initiateAndWait(c.name, 120_000).then(
         (sa) => log.info(`${c.name}: up (${sa.tag})`),
         (e: Error) => log.warn(`${c.name}: start failed: ${e.message}`),
       );
@@ -129,7 +137,7 @@ export class Daemon implements ControlHandler {
   async stop(): Promise<void> {
     log.info('styxd stopping: deleting SAs');
     this.keepalive.stop();
-    await this.manager.shutdown();
+    await Promise.all([this.manager.shutdown(), this.v1.shutdown()]);
     await this.control?.close();
     await this.sockets.close();
     await this.dp.close();
@@ -138,7 +146,7 @@ export class Daemon implements ControlHandler {
   // ControlHandler
 
   async list(): Promise<IkeSaInfo[]> {
-    return Promise.all(this.manager.sas.map((sa) => this.describeSa(sa)));
+    return Promise.all([...this.manager.sas.map((sa) => this.describeSa(sa)), ...this.v1.sas.map((sa) => describeV1Sa(this.dp, sa))]);
   }
 
   private async describeSa(sa: IkeSaV2): Promise<IkeSaInfo> {
@@ -173,15 +181,25 @@ export class Daemon implements ControlHandler {
     }));
   }
 
+  /** IKEv1 and IKEv2 connections are run by their own managers. */
+  private managerFor(version: 1 | 2): { initiateAndWait(name: string, timeoutMs: number): Promise<{ tag: string; children: { config: { name: string }; uniqueId: number; spiIn: number; spiOut: number }[] }>; terminate(name: string): Promise<number> } {
+    return version === 1 ? this.v1 : this.manager;
+  }
+
+  private connByName(name: string): StyxConfig['connections'][number] {
+    const c = this.cfg.connections.find((x) => x.name === name.split('/')[0]);
+    if (!c) throw new Error(`no connection named '${name.split('/')[0]}'`);
+    return c;
+  }
+
   async initiate(name: string, timeoutMs: number): Promise<string> {
-    const sa = await this.manager.initiateAndWait(name, timeoutMs);
+    const sa = await this.managerFor(this.connByName(name).version).initiateAndWait(name, timeoutMs);
     const kids = sa.children.map((c) => `CHILD_SA ${c.config.name}{${c.uniqueId}} ${spiHex(c.spiIn)}_i ${spiHex(c.spiOut)}_o`).join(', ');
     return `IKE SA ${sa.tag} established${kids ? `, ${kids}` : ''}`;
   }
 
   async terminate(name: string): Promise<string> {
-    if (!this.manager.connection(name)) throw new Error(`no connection named '${name}'`);
-    const n = await this.manager.terminate(name);
+    const n = await this.managerFor(this.connByName(name).version).terminate(name);
     return n ? `deleted ${n} IKE SA(s) of ${name}` : `no IKE SA of ${name} is up`;
   }
 
@@ -191,6 +209,7 @@ export class Daemon implements ControlHandler {
     applyLogLevels(cfg, this.opts.logLevels);
     this.cfg = cfg;
     this.manager.setConfig(cfg);
+    this.v1.setConfig(cfg);
     this.keepalive.start(cfg.daemon.keepalive);
     log.info(`configuration reloaded: ${cfg.connections.length} connection(s); established SAs keep the settings they were made with`);
     return `reloaded ${cfg.connections.length} connection(s)`;
@@ -211,6 +230,8 @@ export class Daemon implements ControlHandler {
       ...Object.fromEntries(Object.entries(n).map(([k, v]) => [`net.${k}`, v])),
       'net.keepalivesSent': this.keepalive.sent,
       ...Object.fromEntries(Object.entries(this.dp.stats()).map(([k, v]) => [`${this.dp.name === 'userspace' ? 'esp' : 'dataplane'}.${k}`, v])),
+      ...Object.fromEntries(Object.entries(this.v1.counters).map(([k, v]) => [`ikev1.${k}`, v])),
+      'ikev1.sas': this.v1.sas.length,
       'ike.sas': this.manager.sas.length,
       'ike.halfOpen': this.manager.halfOpenCount(),
     };
