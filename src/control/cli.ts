@@ -6,7 +6,7 @@ import { DEFAULT_CONTROL_SOCKET } from '../config/load.js';
 import { parseDuration } from '../config/yaml.js';
 import { LEVELS, SUBSYSTEMS } from '../util/log.js';
 import { ControlCommandError, ControlConnectError, controlRequest } from './client.js';
-import { formatConns, formatIkeSas, formatStats } from './format.js';
+import { formatCerts, formatConns, formatIkeSas, formatStats } from './format.js';
 import { DEFAULT_INITIATE_TIMEOUT_MS } from './protocol.js';
 
 export const EXIT_OK = 0;
@@ -26,6 +26,8 @@ export const USAGE = `usage: styx [--socket PATH] [--json] COMMAND [ARGS]
 commands:
   list                          show IKE SAs and their CHILD SAs
   list-conns                    show configured connections
+  list-certs                    show loaded certificates and CRLs with their
+                                validity and status
   initiate NAME [--timeout T]   bring connection NAME up and wait until it is
                                 established (T: seconds or e.g. 1m; default 30s)
   terminate NAME                tear down the SAs of connection NAME
@@ -121,6 +123,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         expectArgs(words, 0, 'list-conns');
         const r = await controlRequest(socket, 'list-conns', {}, COMMAND_TIMEOUT_MS);
         show(formatConns(r), r);
+        break;
+      }
+      case 'list-certs': {
+        expectArgs(words, 0, 'list-certs');
+        const r = await controlRequest(socket, 'list-certs', {}, COMMAND_TIMEOUT_MS);
+        show(formatCerts(r), r);
         break;
       }
       case 'initiate': {

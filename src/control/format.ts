@@ -3,7 +3,7 @@
  * administrators are used to reading: one block per IKE SA, its CHILD_SAs
  * indented under it. `now` is a parameter so output can be tested.
  */
-import type { ChildSaInfo, ConnInfo, IkeSaInfo } from './protocol.js';
+import type { CertInfo, CertListInfo, ChildSaInfo, ConnInfo, IkeSaInfo } from './protocol.js';
 
 /** Compact duration: '12s', '5m3s', '3h59m', '2d4h'. Negative input counts as zero. */
 export function formatDuration(seconds: number): string {
@@ -80,4 +80,33 @@ export function formatStats(stats: Record<string, number>): string {
   if (keys.length === 0) return 'no counters';
   const width = Math.max(...keys.map((k) => k.length));
   return keys.map((k) => `${k.padEnd(width)}  ${stats[k]}`).join('\n');
+}
+
+const day = (iso: string): string => iso.slice(0, 10);
+
+function formatCert(c: CertInfo): string[] {
+  const out = [`  ${c.role.padEnd(12)} "${c.subject}"  ${c.status.toUpperCase()}${c.detail ? `: ${c.detail}` : ''}`];
+  out.push(`               issuer "${c.issuer}", serial ${c.serial}, ${c.key}`);
+  out.push(`               valid ${day(c.notBefore)} to ${day(c.notAfter)}, ${c.file}`);
+  if (c.altNames.length > 0) out.push(`               ${c.altNames.join(', ')}`);
+  return out;
+}
+
+/** Certificates grouped by connection, ours first, then what we send, then whom we trust, then CRLs. */
+export function formatCerts(r: CertListInfo): string {
+  const conns = [...new Set([...r.certs.map((c) => c.connection), ...r.crls.map((c) => c.connection), ...r.errors.map((e) => e.connection)])];
+  if (conns.length === 0) return 'no certificates';
+  const order: Record<string, number> = { local: 0, intermediate: 1, ca: 2 };
+  const out: string[] = [];
+  for (const name of conns) {
+    out.push(`${name}:`);
+    for (const e of r.errors.filter((x) => x.connection === name)) out.push(`  cannot load: ${e.error}`);
+    const certs = r.certs.filter((c) => c.connection === name).sort((a, b) => (order[a.role] ?? 3) - (order[b.role] ?? 3));
+    for (const c of certs) out.push(...formatCert(c));
+    for (const l of r.crls.filter((x) => x.connection === name)) {
+      out.push(`  ${'crl'.padEnd(12)} "${l.issuer}"  ${l.status.toUpperCase()}, ${l.revoked} revoked${l.crlNumber !== undefined ? `, number ${l.crlNumber}` : ''}`);
+      out.push(`               issued ${day(l.thisUpdate)}${l.nextUpdate ? `, next update ${day(l.nextUpdate)}` : ''}, ${l.file}`);
+    }
+  }
+  return out.join('\n');
 }

@@ -5,13 +5,14 @@
  * back in any order.
  */
 
-export const COMMANDS = ['list', 'list-conns', 'initiate', 'terminate', 'reload', 'log-level', 'stats'] as const;
+export const COMMANDS = ['list', 'list-conns', 'list-certs', 'initiate', 'terminate', 'reload', 'log-level', 'stats'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 /** The arguments each command takes. */
 export interface CommandArgs {
   'list': Record<string, never>;
   'list-conns': Record<string, never>;
+  'list-certs': Record<string, never>;
   'initiate': { name: string; timeoutMs?: number };
   'terminate': { name: string };
   'reload': Record<string, never>;
@@ -23,6 +24,7 @@ export interface CommandArgs {
 export interface CommandResults {
   'list': IkeSaInfo[];
   'list-conns': ConnInfo[];
+  'list-certs': CertListInfo;
   'initiate': string;
   'terminate': string;
   'reload': string;
@@ -87,10 +89,49 @@ export interface ConnInfo {
   children: { name: string; localTs: string[]; remoteTs: string[] }[];
 }
 
+/** One certificate a connection loaded, with its status now (valid, expired, revoked, untrusted, ...). */
+export interface CertInfo {
+  connection: string;
+  /** 'local' (ours), 'intermediate' (sent with ours) or 'ca' (trusted for the peer). */
+  role: string;
+  file: string;
+  subject: string;
+  issuer: string;
+  serial: string;                   // hex
+  notBefore: string;                // ISO 8601
+  notAfter: string;
+  key: string;                      // 'RSA-3072', 'ECDSA P-256'
+  altNames: string[];
+  sha256: string;
+  status: string;
+  /** Why, when the status is not 'valid'. */
+  detail?: string;
+}
+
+export interface CrlInfo {
+  connection: string;
+  file: string;
+  issuer: string;
+  thisUpdate: string;
+  nextUpdate?: string;
+  crlNumber?: string;
+  revoked: number;
+  status: string;                   // 'current' | 'stale'
+}
+
+export interface CertListInfo {
+  certs: CertInfo[];
+  crls: CrlInfo[];
+  /** Connections whose files could not be loaded now. */
+  errors: { connection: string; error: string }[];
+}
+
 /** What the daemon implements; the server maps requests onto it. */
 export interface ControlHandler {
   list(): Promise<IkeSaInfo[]>;
   listConns(): Promise<ConnInfo[]>;
+  /** Certificates and CRLs of the connections that authenticate with certificates. */
+  listCerts?(): Promise<CertListInfo>;
   /** Resolves when the IKE SA and its CHILD_SAs are up (message says so) or rejects with the reason. */
   initiate(name: string, timeoutMs: number): Promise<string>;
   terminate(name: string): Promise<string>;
@@ -162,6 +203,7 @@ export function parseRequest(line: string): ParsedRequest {
     }
     case 'list':
     case 'list-conns':
+    case 'list-certs':
     case 'reload':
     case 'stats':
       return { ok: true, request: { id, cmd, args: NO_ARGS } };

@@ -78,6 +78,9 @@ async function dispatch(handler: ControlHandler, req: ControlRequest): Promise<u
   switch (req.cmd) {
     case 'list': return handler.list();
     case 'list-conns': return handler.listConns();
+    case 'list-certs':
+      if (!handler.listCerts) throw new Error('this daemon does not list certificates');
+      return handler.listCerts();
     case 'initiate': {
       const a = req.args!;
       return handler.initiate(a.name, a.timeoutMs ?? DEFAULT_INITIATE_TIMEOUT_MS);

@@ -5,7 +5,9 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { loadConfig } from '../config/index.js';
 import type { StyxConfig } from '../config/model.js';
-import type { ChildSaInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
+import type { CertListInfo, ChildSaInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
+import { AuthError } from '../auth/errors.js';
+import { certStore } from '../ike/v2/pubkey.js';
 import { startControlServer } from '../control/server.js';
 import { dhName, encrName, integName, prfName } from '../crypto/index.js';
 import type { DataplaneBackend } from '../dataplane/api.js';
@@ -179,6 +181,23 @@ export class Daemon implements ControlHandler {
       localId: configIdText(c.local.id), remoteId: configIdText(c.remote.id),
       children: c.children.map((ch) => ({ name: ch.name, localTs: ch.localTs.map((t) => t.dynamic ? 'dynamic' : formatTrafficSelector(t)), remoteTs: ch.remoteTs.map((t) => t.dynamic ? 'dynamic' : formatTrafficSelector(t)) })),
     }));
+  }
+
+  /** `styx list-certs`: what each certificate connection loaded, judged now, from the same store IKE uses. */
+  async listCerts(): Promise<CertListInfo> {
+    const out: CertListInfo = { certs: [], crls: [], errors: [] };
+    for (const c of this.cfg.connections) {
+      if (c.local.method !== 'pubkey' && c.remote.method !== 'pubkey') continue;
+      try {
+        const l = await (await certStore(c)).list(new Date());
+        out.certs.push(...l.certs.map((x) => ({ connection: c.name, ...x })));
+        out.crls.push(...l.crls.map((x) => ({ connection: c.name, ...x })));
+      } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+        out.errors.push({ connection: c.name, error: e.message });
+      }
+    }
+    return out;
   }
 
   /** IKEv1 and IKEv2 connections are run by their own managers. */
