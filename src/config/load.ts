@@ -13,6 +13,7 @@ import { dnToDer } from '../auth/dn.js';
 import { parseCertificates, parseCrls, parsePrivateKey } from '../auth/load.js';
 import type { Cert } from '../auth/x509.js';
 import { ConfigError } from '../util/errors.js';
+import { DhId, EncrId } from '../wire/ikev2/constants.js';
 import { LEVELS, SUBSYSTEMS } from '../util/log.js';
 import type { Level, Subsystem } from '../util/log.js';
 import { ValueError, isHostname, parseIdentity, parseTrafficSelector, sameIdentity } from './addr.js';
@@ -331,6 +332,8 @@ function parseChild(name: string, v: Value, famLocal: 4 | 6, famRemote: 4 | 6): 
   if (!NAME.test(name)) v.fail(`invalid child name '${name}' (letters, digits, '.', '_', '-')`);
   const m = v.map(CHILD_KEYS);
   const espProposals: EspProposalConfig[] = parseProposals(m, 'esp_proposals', DEFAULT_ESP_PROPOSALS, parseEspProposal);
+  const weak = espProposals.find((p) => p.encr.some((e) => e.id === EncrId.ENCR_3DES) || p.dh.includes(DhId.MODP_1024));
+  if (weak) m.get('esp_proposals').fail(`'${weak.text}': 3des and modp1024 are not offered for ESP`);
   const { rekeyTime, lifetime } = parseLifetimes(m, 3600);
   return {
     name,
@@ -355,6 +358,9 @@ function parseConnection(name: string, v: Value, baseDir: string, daemon: Daemon
   const startAction = m.opt('start_action', (x) => x.oneOf(['start', 'none'] as const), 'none');
   const aggressive = m.opt('aggressive', (x) => x.bool(), false);
   if (aggressive && version !== 1) m.get('aggressive').fail('aggressive mode exists only in IKEv1 (version: 1)');
+  // 3DES and MODP-1024 are accepted only for IKEv1 phase 1, to reach old gateways.
+  const legacy = ikeProposals.find((p) => p.encr.some((e) => e.id === EncrId.ENCR_3DES) || p.dh.includes(DhId.MODP_1024));
+  if (legacy && version !== 1) m.get('proposals').fail(`'${legacy.text}': 3des and modp1024 are legacy and allowed only with version: 1`);
   const { rekeyTime, lifetime } = parseLifetimes(m, 14400);
 
   const dpdDelay = m.opt('dpd_delay', (x) => x.duration(), 0);

@@ -21,6 +21,8 @@ for (const bits of [128, 192, 256]) {
 }
 // RFC 7634: the ChaCha20-Poly1305 transform carries no key length attribute.
 ENCR.set('chacha20poly1305', { id: EncrId.ENCR_CHACHA20_POLY1305, keyLength: 0, aead: true });
+// Legacy, for old IKEv1 gateways only (RFC 2409 appendix A); never in a default.
+ENCR.set('3des', { id: EncrId.ENCR_3DES, keyLength: 0, aead: false });
 
 const INTEG = new Map<string, number>([
   ['sha1', IntegId.AUTH_HMAC_SHA1_96],
@@ -45,7 +47,8 @@ const PRF_FOR_INTEG = new Map<number, number>([
 ]);
 
 const DH = new Map<string, number>([
-  ['modp2048', DhId.MODP_2048], ['modp3072', DhId.MODP_3072], ['modp4096', DhId.MODP_4096],
+  // modp1024 (group 2) is legacy, for old IKEv1 gateways only; never in a default.
+  ['modp1024', DhId.MODP_1024], ['modp2048', DhId.MODP_2048], ['modp3072', DhId.MODP_3072], ['modp4096', DhId.MODP_4096],
   ['ecp256', DhId.ECP_256], ['ecp384', DhId.ECP_384], ['ecp521', DhId.ECP_521],
   ['x25519', DhId.CURVE25519], ['curve25519', DhId.CURVE25519],
 ]);
