@@ -341,7 +341,8 @@ function parseChild(name: string, v: Value, famLocal: 4 | 6, famRemote: 4 | 6): 
     remoteTs: parseTsList(m.get('remote_ts'), famRemote),
     espProposals,
     mode: m.opt('mode', (x) => x.oneOf(['tunnel', 'transport'] as const), 'tunnel'),
-    startAction: m.opt('start_action', (x) => x.oneOf(['start', 'none'] as const), 'none'),
+    // trap: negotiate on demand, when traffic for the child's selectors first appears (RFC 4301 5.1.1).
+    startAction: m.opt('start_action', (x) => x.oneOf(['start', 'trap', 'none'] as const), 'none'),
     rekeyTime,
     lifetime,
   };
@@ -384,9 +385,9 @@ function parseConnection(name: string, v: Value, baseDir: string, daemon: Daemon
   const childMap = m.get('children').map(null);
   const children = childMap.keys().map((cn) => parseChild(cn, childMap.get(cn), famLocal, famRemote));
 
-  const initiates = startAction === 'start' || children.some((c) => c.startAction === 'start');
+  const initiates = startAction === 'start' || children.some((c) => c.startAction === 'start' || c.startAction === 'trap');
   if (initiates && remoteAddrs.every((a) => a === '%any')) {
-    (m.has('remote_addrs') ? m.get('remote_addrs') : v).fail('start_action: start needs a concrete remote address, not %any');
+    (m.has('remote_addrs') ? m.get('remote_addrs') : v).fail('start_action start or trap needs a concrete remote address, not %any');
   }
   if (startAction === 'start' && children.length === 0) {
     m.get('start_action').fail('start_action: start needs at least one child to negotiate');

@@ -66,7 +66,7 @@ export interface ChildConfig {
   remoteTs: TrafficSelectorConfig[];
   espProposals: EspProposalConfig[];
   mode: 'tunnel' | 'transport';
-  startAction: 'start' | 'none';
+  startAction: 'start' | 'trap' | 'none';
   lifetime: number;                 // seconds
   rekeyTime: number;                // seconds
 }

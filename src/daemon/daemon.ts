@@ -4,7 +4,7 @@
  */
 import { isIPv4, isIPv6 } from 'node:net';
 import { loadConfig } from '../config/index.js';
-import type { StyxConfig } from '../config/model.js';
+import type { ConnectionConfig, StyxConfig } from '../config/model.js';
 import type { CertListInfo, ChildSaInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
 import { AuthError } from '../auth/errors.js';
 import { certStore } from '../ike/v2/pubkey.js';
@@ -19,6 +19,7 @@ import { StyxError } from '../util/errors.js';
 import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
 import { realClock } from '../util/timers.js';
 import { NatKeepalive } from '../ike/nat-keepalive.js';
+import { TrapManager } from '../ike/trap.js';
 import { identityText, configIdText } from '../ike/identity.js';
 import { spiHex } from '../ike/v2/child-sa.js';
 import type { IkeSaV2 } from '../ike/v2/ike-sa.js';
@@ -94,6 +95,7 @@ export class Daemon implements ControlHandler {
     readonly dp: DataplaneBackend,
     private control: { close(): Promise<void> } | null,
     private readonly keepalive: NatKeepalive,
+    private readonly traps: TrapManager,
   ) {}
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -118,7 +120,13 @@ export class Daemon implements ControlHandler {
     const both = { v1, v2: manager };
     const keepalive = new NatKeepalive(() => [...both.v2.sas, ...both.v1.sas], (data, local, remote) => sockets.sendRaw(data, local, remote), cfg.daemon.natPort, realClock, logs.for('net'));
     keepalive.start(cfg.daemon.keepalive);
-    const d = new Daemon(cfg, opts, manager, v1, sockets, dp, null, keepalive);
+    const traps = new TrapManager(dp, logs.for('ike'),
+      (remote) => sockets.localFor(remote, cfg.daemon.port)?.address,
+      (name) => { void d.initiate(name, 60_000).catch((e: Error) => log.warn(`${name}: on-demand initiation failed: ${e.message}`)); });
+    dp.events.on('acquire', (a) => { void traps.onAcquire(a.selector); });
+    const trapConn = (conn: ConnectionConfig): void => { for (const ch of conn.children) void traps.install(conn, ch); };
+    manager.onTrap = trapConn;
+    const d = new Daemon(cfg, opts, manager, v1, sockets, dp, null, keepalive, traps);
     const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
     d.control = await startControlServer(socketPath, d, logs.for('control'));
     log.info(`styxd started: ${cfg.connections.length} connection(s) from ${cfg.file}, IKE on ${sockets.endpoints.map((e) => `${e.address}:${e.port}`).join(' ')}, control socket ${socketPath}, data plane ${dp.name}`);
@@ -128,6 +136,7 @@ export class Daemon implements ControlHandler {
 
   private startConnections(): void {
     for (const c of this.cfg.connections) {
+      for (const ch of c.children) if (ch.startAction === 'trap') void this.traps.install(c, ch);
       if (c.startAction !== 'start' && !c.children.some((ch) => ch.startAction === 'start')) continue;
       this.managerFor(c.version).initiateAndWait(c.name, 120_000).then(
         (sa) => log.info(`${c.name}: up (${sa.tag})`),
@@ -218,6 +227,7 @@ export class Daemon implements ControlHandler {
   }
 
   async terminate(name: string): Promise<string> {
+    await this.traps.remove(name);
     const n = await this.managerFor(this.connByName(name).version).terminate(name);
     return n ? `deleted ${n} IKE SA(s) of ${name}` : `no IKE SA of ${name} is up`;
   }

@@ -165,10 +165,14 @@ export class IkeV2Manager implements V2Context {
     const wasUp = sa.establishedAt !== null;
     void this.destroy(sa, `peer dead: ${why}`).then(() => {
       if (wasUp && sa.conn.dpdAction === 'restart') this.restartLater(sa.conn.name, 0);
+      // trap: come back when traffic for the connection appears again.
+      if (wasUp && sa.conn.dpdAction === 'trap') this.onTrap?.(sa.conn);
     });
   }
 
   private readonly restarts = new Map<string, TimerHandle>();
+  /** Installs trap policies for a connection (dpd_action trap); set by the daemon. */
+  onTrap: ((conn: ConnectionConfig) => void) | null = null;
 
   private restartLater(name: string, delayMs = 5000): void {
     if (this.restarts.has(name)) return;
