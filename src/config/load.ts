@@ -306,7 +306,8 @@ function checkKeyFile(v: Value, file: string | undefined, leaf: Cert, certFile: 
 function parseLifetimes(m: MapValue, defRekey: number): { rekeyTime: number; lifetime: number } {
   const rekeyTime = Math.round(m.opt('rekey_time', (v) => v.duration(), defRekey));
   if (rekeyTime < 1) m.get('rekey_time').fail('rekey_time must be at least 1s');
-  const lifetime = Math.round(m.opt('lifetime', (v) => v.duration(), rekeyTime * 1.1));
+  // Default: 10% past the rekey time, and at least a second, so short test lifetimes still rekey first.
+  const lifetime = Math.round(m.opt('lifetime', (v) => v.duration(), Math.max(rekeyTime + 1, Math.round(rekeyTime * 1.1))));
   if (lifetime <= rekeyTime) {
     (m.has('lifetime') ? m.get('lifetime') : m.get('rekey_time'))
       .fail(`lifetime (${lifetime}s) must be longer than rekey_time (${rekeyTime}s)`);

@@ -41,6 +41,7 @@ export class IkeV2Manager implements V2Context {
   readonly events = new EventEmitter<ManagerEvents>();
   private bySpi = new Map<string, IkeSaV2>();
   private halfOpen = new Map<string, IkeSaV2>();
+  private halfOpenKeys = new WeakMap<IkeSaV2, string>();
   private cookie = { current: randomBytes(32), previous: randomBytes(32), version: 1, at: 0 };
   private cfg: StyxConfig;
 
@@ -66,7 +67,17 @@ export class IkeV2Manager implements V2Context {
     // 2.4: a request that is never answered means the peer is gone.
     sa.onGiveUp ??= () => this.peerDead(sa, 'a request went unanswered through every retransmission');
     this.bySpi.set(sa.ourSpi.toString('hex'), sa);
-    if (!sa.initiator && sa.state !== 'ESTABLISHED') this.halfOpen.set(halfOpenKey(sa.spiI, sa.remote), sa);
+    if (!sa.initiator && sa.state !== 'ESTABLISHED' && !this.halfOpenKeys.has(sa)) {
+      // Keyed by where IKE_SA_INIT came from; the key is kept because the peer may float to 4500 later.
+      const key = halfOpenKey(sa.spiI, sa.remote);
+      this.halfOpen.set(key, sa);
+      this.halfOpenKeys.set(sa, key);
+    }
+  }
+
+  private forgetHalfOpen(sa: IkeSaV2): void {
+    const key = this.halfOpenKeys.get(sa);
+    if (key !== undefined && this.halfOpen.get(key) === sa) this.halfOpen.delete(key);
   }
 
   halfOpenCount(): number { return [...this.halfOpen.values()].filter((s) => s.state === 'CONNECTING').length; }
@@ -83,7 +94,7 @@ export class IkeV2Manager implements V2Context {
   }
 
   ikeUp(sa: IkeSaV2): void {
-    this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
+    this.forgetHalfOpen(sa);
     // From now on an unanswered request means a dead peer (2.4), with dpd_action to follow.
     sa.onGiveUp = () => this.peerDead(sa, 'a request went unanswered through every retransmission');
     this.events.emit('ike-up', sa);
@@ -147,7 +158,7 @@ export class IkeV2Manager implements V2Context {
     // An SPI reserved for the IKE_AUTH child of an SA that never got established.
     if (sa.initCtx?.childSpi && sa.establishedAt === null) await this.dp.deleteSa(sa.initCtx.childSpi, 'in').catch(() => undefined);
     if (this.bySpi.get(sa.ourSpi.toString('hex')) === sa) this.bySpi.delete(sa.ourSpi.toString('hex'));
-    this.halfOpen.delete(halfOpenKey(sa.spiI, sa.remote));
+    this.forgetHalfOpen(sa);
     sa.destroy();
     this.log.info(`${sa.tag}: IKE SA destroyed: ${reason}`);
     this.events.emit('ike-down', sa, reason);
@@ -417,6 +428,11 @@ export class IkeV2Manager implements V2Context {
    */
   private follow(sa: IkeSaV2, local: Endpoint, remote: Endpoint): void {
     if (sa.remote.address === remote.address && sa.remote.port === remote.port && sa.local.port === local.port && sa.local.address === local.address) return;
+    // 2.23: a host behind a NAT does not move its SA; only the side outside follows the mapping.
+    if (sa.nat.local && sa.state === 'ESTABLISHED') {
+      this.log.debug(`${sa.tag}: message from ${fmt(remote)} ignored for address updates: we are behind a NAT`);
+      return;
+    }
     this.log.info(`${sa.tag}: peer now at ${fmt(remote)} (was ${fmt(sa.remote)}), local ${fmt(local)}`);
     sa.remote = { ...remote };
     sa.local = { ...local };

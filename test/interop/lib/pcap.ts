@@ -104,7 +104,7 @@ export interface Capture {
 export async function startCapture(ns: string, iface: string, filter: string, file: string,
   opts: { count?: number; startTimeoutMs?: number } = {}): Promise<Capture> {
   // -U: write each packet as it comes; -Z root: keep the right to write into a root-owned test directory.
-  const argv = ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-U', '-Z', 'root', '-w', file];
+  const argv = ['netns', 'exec', ns, 'tcpdump', '-i', iface, '-n', '-U', '--immediate-mode', '-Z', 'root', '-w', file];
   if (opts.count !== undefined) argv.push('-c', String(opts.count));
   argv.push(filter);
   const proc: ChildProcess = spawn('ip', argv, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -156,6 +156,19 @@ describe('ike/v2 exchanges between two in-process peers', () => {
     assert.ok(p.dpR.sas.get(`in:${r.children[0]!.spiIn}`)!.encap);
   });
 
+  it('forgets a responder SA that floated to port 4500 once it is gone (no half-open leak)', async () => {
+    const p = new TwoPeers(peerConfig('left', { extra: '    encap: true\n' }), peerConfig('right'));
+    await establish(p);
+    const halfOpen = (p.right as unknown as { halfOpen: Map<string, unknown> }).halfOpen;
+    assert.equal(halfOpen.size, 0);
+    await establish(p);
+    const done = p.left.terminate('demo');
+    await p.settle();
+    await done;
+    assert.equal(halfOpen.size, 0);
+    assert.equal(p.right.sas.length, 0);
+  });
+
   it('drops malformed and tampered messages with a counter and leaves the SA alone', async () => {
     const p = new TwoPeers();
     await establish(p);
