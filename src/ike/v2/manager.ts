@@ -239,6 +239,15 @@ export class IkeV2Manager implements V2Context {
       const onIke = (s: IkeSaV2): void => { if (s === sa && !s.initCtx?.child) done(() => resolve(s)); };
       const timer = this.clock.setTimeout(() => done(() => reject(new Error(`${name}: not established within ${timeoutMs / 1000}s`))), timeoutMs);
       this.events.on('ike-down', onDown); this.events.on('child-up', onChild); this.events.on('child-failed', onChildFail); this.events.on('ike-up', onIke);
+      // 1.3.1: a child of a connection that is already up is created on its IKE SA.
+      const [connName, childName] = name.split('/') as [string, string | undefined];
+      const existing = childName !== undefined ? this.sas.find((s) => s.conn.name === connName && s.state === 'ESTABLISHED') : undefined;
+      const cfg = existing?.conn.children.find((c) => c.name === childName);
+      if (existing && cfg) {
+        sa = existing;
+        void existing.enqueue(() => initiateChild(this, existing, cfg));
+        return;
+      }
       try { sa = this.initiate(name); } catch (e) { done(() => reject(e)); }
     });
   }

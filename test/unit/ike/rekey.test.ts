@@ -147,6 +147,19 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assert.ok(p.wire.some((w) => w.data.readUInt8(18) === ExchangeType.CREATE_CHILD_SA));
   });
 
+  it('initiating a child of a connection that is up creates it on the existing IKE SA', async () => {
+    const web = '      web:\n        local_ts: [10.1.1.0/24]\n        remote_ts: [10.2.1.0/24]\n';
+    const webR = '      web:\n        local_ts: [10.2.1.0/24]\n        remote_ts: [10.1.1.0/24]\n';
+    const p = new TwoPeers(peerConfig('left', { children: web }), peerConfig('right', { children: webR }));
+    await up(p);
+    const sa = p.left.sas[0]!;
+    const done = p.left.initiateAndWait('demo/web', 30_000);
+    await p.settle();
+    assert.equal(await done, sa);
+    assert.equal(p.left.sas.length, 1);
+    assert.deepEqual(sa.children.map((c) => c.config.name).sort(), ['net', 'web']);
+  });
+
   for (const [name, lnonce, rnonce, survivorCreatedBy] of [
     ['the left side holds the lowest nonce: the right side\'s new SA survives', 0x01, 0xee, 'right'],
     ['the right side holds the lowest nonce: the left side\'s new SA survives', 0xee, 0x01, 'left'],
