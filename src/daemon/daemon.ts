@@ -5,7 +5,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { loadConfig } from '../config/index.js';
 import type { ConnectionConfig, StyxConfig } from '../config/model.js';
-import type { CertListInfo, ChildSaInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
+import type { CertListInfo, ConnInfo, ControlHandler, IkeSaInfo } from '../control/protocol.js';
 import { AuthError } from '../auth/errors.js';
 import { certStore } from '../ike/v2/pubkey.js';
 import { startControlServer } from '../control/server.js';
@@ -19,6 +19,7 @@ import { StyxError } from '../util/errors.js';
 import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
 import { realClock } from '../util/timers.js';
 import { NatKeepalive } from '../ike/nat-keepalive.js';
+import { describeChild } from '../ike/describe-child.js';
 import { TrapManager } from '../ike/trap.js';
 import { identityText, configIdText } from '../ike/identity.js';
 import { spiHex } from '../ike/v2/child-sa.js';
@@ -26,7 +27,6 @@ import type { IkeSaV2 } from '../ike/v2/ike-sa.js';
 import { IkeV2Manager } from '../ike/v2/manager.js';
 import { IkeV1Manager } from '../ike/v1/manager.js';
 import { describeV1Sa } from '../ike/v1/describe.js';
-import { tsText } from '../ike/ts.js';
 import { formatTrafficSelector } from '../config/addr.js';
 
 export interface DaemonOptions {
@@ -162,18 +162,7 @@ export class Daemon implements ControlHandler {
 
   private async describeSa(sa: IkeSaV2): Promise<IkeSaInfo> {
     const sel = sa.selection;
-    const children: ChildSaInfo[] = [];
-    for (const c of sa.children) {
-      const [inC, outC] = await Promise.all([this.dp.querySa(c.spiIn, 'in'), this.dp.querySa(c.spiOut, 'out')]);
-      const s = c.selection;
-      children.push({
-        name: c.config.name, uniqueId: c.uniqueId, state: c.state, mode: c.mode, protocol: 'esp',
-        spiIn: spiHex(c.spiIn), spiOut: spiHex(c.spiOut), encap: c.encap,
-        algorithms: { encr: encrName(s.encr.id, s.encr.keyLength), integ: s.integ ? integName(s.integ) : null, dh: s.dh ? dhName(s.dh) : null, esn: s.esn === 1 },
-        localTs: c.localTs.map(tsText), remoteTs: c.remoteTs.map(tsText), installedAt: c.installedAt,
-        bytesIn: String(inC?.bytes ?? 0n), bytesOut: String(outC?.bytes ?? 0n), packetsIn: String(inC?.packets ?? 0n), packetsOut: String(outC?.packets ?? 0n),
-      });
-    }
+    const children = await Promise.all(sa.children.map((c) => describeChild(this.dp, c)));
     return {
       name: sa.conn.name, uniqueId: sa.uniqueId, version: 2, state: sa.state, initiator: sa.initiator,
       local: { address: sa.local.address, port: sa.local.port, id: sa.localId ? identityText(sa.localId) : configIdText(sa.conn.local.id) },

@@ -11,22 +11,12 @@ import { configIdText, identityText } from '../identity.js';
 import { tsText } from '../ts.js';
 import { spiHex } from '../v2/child-sa.js';
 import type { IkeSaV1 } from './ike-sa.js';
+import { describeChild } from '../describe-child.js';
 import { PRF_FOR_HASH, espSelection, v2EncrOfPhase1 } from './proposals.js';
 import { quickStates } from './quick.js';
 
 export async function describeV1Sa(dp: DataplaneBackend, sa: IkeSaV1): Promise<IkeSaInfo> {
-  const children: ChildSaInfo[] = [];
-  for (const c of sa.children) {
-    const [inC, outC] = await Promise.all([dp.querySa(c.spiIn, 'in'), dp.querySa(c.spiOut, 'out')]);
-    const s = c.selection;
-    children.push({
-      name: c.config.name, uniqueId: c.uniqueId, state: c.state, mode: c.mode, protocol: 'esp',
-      spiIn: spiHex(c.spiIn), spiOut: spiHex(c.spiOut), encap: c.encap,
-      algorithms: { encr: encrName(s.encr.id, s.encr.keyLength), integ: s.integ ? integName(s.integ) : null, dh: s.dh ? dhName(s.dh) : null, esn: s.esn === 1 },
-      localTs: c.localTs.map(tsText), remoteTs: c.remoteTs.map(tsText), installedAt: c.installedAt,
-      bytesIn: String(inC?.bytes ?? 0n), bytesOut: String(outC?.bytes ?? 0n), packetsIn: String(inC?.packets ?? 0n), packetsOut: String(outC?.packets ?? 0n),
-    });
-  }
+  const children: ChildSaInfo[] = await Promise.all(sa.children.map((c) => describeChild(dp, c)));
   for (const q of quickStates(sa).values()) {
     const acc = q.accepted;
     const sel = acc ? espSelection(acc.choice, 1, Buffer.alloc(4)) : null;
