@@ -12,6 +12,7 @@ import {
   Cert, type AuthErrorCode, type SignatureScheme,
 } from '../../auth/index.js';
 import type { ConnectionConfig, PubkeyAuthConfig } from '../../config/model.js';
+import { StyxError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
 import { CertEncoding, NotifyType, PayloadType } from '../../wire/ikev2/constants.js';
 import type { AuthPayload, CertPayload, CertReqPayload, NotifyPayload, Payload } from '../../wire/ikev2/types.js';
@@ -49,14 +50,14 @@ export function notePeerAnnouncements(sa: IkeSaV2, payloads: readonly Payload[])
   const sh = findNotify(payloads, NotifyType.SIGNATURE_HASH_ALGORITHMS);
   if (sh) {
     try { a.hashes = decodeSignatureHashAlgorithms(sh.data); } catch (e) {
-      if (!(e instanceof Error)) throw e;
+      if (!(e instanceof StyxError)) throw e;
       sa.log.info(`${sa.tag}: ignoring SIGNATURE_HASH_ALGORITHMS: ${e.message}`);
     }
   }
   for (const cr of findPayloads(payloads, PayloadType.CERTREQ)) {
     if (cr.encoding !== CertEncoding.X509_SIGNATURE) continue;
     try { a.certReq.push(...decodeCertReq(cr.data)); } catch (e) {
-      if (!(e instanceof Error)) throw e;
+      if (!(e instanceof StyxError)) throw e;
       sa.log.info(`${sa.tag}: ignoring CERTREQ: ${e.message}`);
     }
   }
