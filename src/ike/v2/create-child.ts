@@ -290,6 +290,8 @@ function rekeyedSa(ctx: V2Context, old: IkeSaV2, weInitiated: boolean, spiI: Buf
   next.spiR = Buffer.from(spiR);
   next.nonceI = ni; next.nonceR = nr;
   next.localId = old.localId; next.remoteId = old.remoteId; next.nat = { ...old.nat };
+  // What IKE_SA_INIT negotiated outlives the rekey: RFC 7383 fragmentation support, for one.
+  next.fragmentation = { ...old.fragmentation };
   useIkeKeys(ctx, next, sel, deriveRekeyedIkeKeys(old.selection!.prf, old.keys!.skD, { encr: sel.encr, integ: sel.integ, prf: sel.prf, dh: sel.dh }, ni, nr, gir, next.spiI, next.spiR));
   next.establishedAt = ctx.clock.now();
   next.state = 'ESTABLISHED';

@@ -128,6 +128,8 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assert.ok(!next.spiI.equals(old.spiI));
     assert.equal(next.children[0], child);
     assert.notDeepEqual(next.keys, old.keys);
+    assert.deepEqual(next.fragmentation, old.fragmentation);
+    assert.ok(next.fragmentation.ours && next.fragmentation.peer);
     // The new IKE SA carries traffic: a CHILD_SA rekey on it works.
     await new Promise<void>((resolve) => { void next.enqueue(async () => { await initiateChild(p.left, next, child.config, child); resolve(); }); });
     await p.settle();
