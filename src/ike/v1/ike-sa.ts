@@ -16,7 +16,7 @@ import { MalformedError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
 import type { Clock, TimerHandle } from '../../util/timers.js';
 import {
-  encodeIsakmp, encodeIsakmpEncrypted, encodeV1PayloadChain, v1ExchangeName,
+  V1NotifyType, V1PayloadType, encodeIsakmp, encodeIsakmpEncrypted, encodeV1PayloadChain, v1ExchangeName,
   type IsakmpEncryptedMessage, type IsakmpHeaderInit, type Phase1Attributes, type V1Payload,
 } from '../../wire/ikev1/index.js';
 import type { Identity } from '../identity.js';
@@ -92,6 +92,12 @@ export class IkeSaV1 {
   timers: TimerHandle[] = [];
   /** Called when retransmissions of a message are exhausted. */
   onGiveUp: ((messageId: number, what: string) => void) | null = null;
+  /** The ISAKMP SA this phase 1 was started to replace (a rekey), until that one is gone. */
+  replaces: IkeSaV1 | null = null;
+  /** Where the message being processed came from, so an authenticated one can move the SA (RFC 3947 4). */
+  arrival: { local: Endpoint; remote: Endpoint } | null = null;
+  /** Called once a message of an established SA has authenticated (its HASH verified). */
+  onAuthenticated: (() => void) | null = null;
   private exchanges = new Map<number, ExchangeState>();
   private work: Promise<void> = Promise.resolve();
 
@@ -156,6 +162,10 @@ export class IkeSaV1 {
   /** RFC 2408 3.1 E flag with the appendix B IV chain; the chain moves on with what we send. */
   encodeEncrypted(exchange: number, messageId: number, payloads: V1Payload[]): Buffer {
     if (!this.cipher || !this.keys || !this.iv) throw new MalformedError('ISAKMP SA', 'no keys to encrypt with');
+    // RFC 2407 4.6.3.3: INITIAL-CONTACT says we hold no other SA with the peer, which a rekey's
+    // phase 1 does; the peer would drop the IPsec SAs the new ISAKMP SA is to adopt. MM5/AM3
+    // add it unconditionally, so a rekey leaves it out here.
+    if (this.replaces) payloads = payloads.filter((p) => !(p.type === V1PayloadType.N && p.notifyType === V1NotifyType.INITIAL_CONTACT));
     const { firstType, bytes } = encodeV1PayloadChain(payloads);
     const { ciphertext } = v1Encrypt(this.cipher, this.keys.encryptionKey, this.iv.iv(messageId), bytes);
     this.iv.advance(messageId, ciphertext);
@@ -222,6 +232,16 @@ export class IkeSaV1 {
     this.lastHeard = this.clock.now();
   }
 
+  /**
+   * A message of this SA proved itself (HASH(1)/(2)/(3) verified): the peer
+   * is alive (RFC 3706 5), and, past phase 1, wherever it now sends from is
+   * where it is (RFC 3947 4), which the manager's hook acts on.
+   */
+  authenticated(): void {
+    this.lastHeard = this.clock.now();
+    this.onAuthenticated?.();
+  }
+
   /** Stops retransmitting an exchange without a reply (it ended, or failed). */
   settle(messageId: number): void {
     const x = this.exchanges.get(messageId);
@@ -265,6 +285,8 @@ export class IkeSaV1 {
     for (const x of this.exchanges.values()) x.timer?.cancel();
     this.exchanges.clear();
     this.onGiveUp = null;
+    this.onAuthenticated = null;
+    this.replaces = null;
     this.setState('DESTROYED');
   }
 }

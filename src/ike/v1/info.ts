@@ -13,10 +13,11 @@ import {
   encodeV1PayloadChain, findV1Payloads, isV1ErrorNotify, nameOf, splitV1Hash,
   type IsakmpMessage, type V1NotifyPayload, type V1Payload,
 } from '../../wire/ikev1/index.js';
-import { spiHex, uninstallChild, type ChildSa } from '../v2/child-sa.js';
+import { installOutbound, spiHex, uninstallChild, type ChildSa } from '../v2/child-sa.js';
 import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
 import { quickRefused } from './quick.js';
+import { handOver, ownerOf, withPeer } from './rekey.js';
 
 const INFO = V1ExchangeType.INFORMATIONAL;
 const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
@@ -47,20 +48,50 @@ export async function sendDpd(ctx: V1Context, sa: IkeSaV1): Promise<void> {
   await sendInformational(ctx, sa, [dpdNotify(sa, V1NotifyType.R_U_THERE, seq)]);
 }
 
-/** Tells the peer the CHILD_SA is gone (naming our inbound SPI, RFC 2408 3.15) and removes it here. */
+/**
+ * Tells the peer the CHILD_SA is gone (naming our inbound SPI, RFC 2408 3.15)
+ * and removes it here. The delete goes over the ISAKMP SA that owns the pair
+ * now, the newest one after a phase 1 rekey.
+ */
 export async function deleteChildV1(ctx: V1Context, sa: IkeSaV1, child: ChildSa, why: string): Promise<void> {
-  await sendInformational(ctx, sa, [{ type: V1PayloadType.D, doi: Doi.IPSEC, protocol: V1ProtocolId.IPSEC_ESP, spiSize: 4, spis: [spiBuf(child.spiIn)] }]);
-  await removeChild(ctx, sa, child, why);
+  const via = ownerOf(ctx, sa, child) ?? sa;
+  await sendInformational(ctx, via, [{ type: V1PayloadType.D, doi: Doi.IPSEC, protocol: V1ProtocolId.IPSEC_ESP, spiSize: 4, spis: [spiBuf(child.spiIn)] }]);
+  await removeChild(ctx, via, child, why);
 }
 
+/** How long the inbound SA of a replaced pair outlives it, for packets the peer sent before it switched. */
+const INBOUND_LINGER_MS = 2000;
+
+/**
+ * Takes a pair out of its ISAKMP SA and the data plane. A replaced one keeps
+ * its inbound SA a little longer, and its replacement, if still waiting,
+ * starts sending now (make-before-break).
+ */
 export async function removeChild(ctx: V1Context, sa: IkeSaV1, child: ChildSa, why: string): Promise<void> {
-  sa.children = sa.children.filter((c) => c !== child);
+  const owner = ownerOf(ctx, sa, child) ?? sa;
+  owner.children = owner.children.filter((c) => c !== child);
+  const heirs = withPeer(ctx, owner).flatMap((s) => s.children.filter((c) => c.replaces === child).map((c) => ({ s, c })));
+  const linger = heirs.length > 0 || child.state === 'REKEYED';
   try {
-    await uninstallChild(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`);
+    await uninstallChild(ctx.dp, child, owner.local, owner.remote, `${owner.conn.name}/${child.config.name}`,
+      linger ? (remove) => { ctx.clock.setTimeout(remove, INBOUND_LINGER_MS); } : undefined);
   } catch (e) {
-    ctx.log.error(`${sa.tag}: removing CHILD_SA ${child.config.name} from the data plane failed: ${(e as Error).message}`);
+    ctx.log.error(`${owner.tag}: removing CHILD_SA ${child.config.name} from the data plane failed: ${(e as Error).message}`);
   }
-  ctx.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o deleted: ${why}`);
+  ctx.log.info(`${owner.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o deleted: ${why}`);
+  for (const h of heirs) await switchOutbound(ctx, h.s, h.c);
+}
+
+/** The pair starts sending: its outbound SA and policies go in (the newest policy wins in the data plane). */
+export async function switchOutbound(ctx: V1Context, sa: IkeSaV1, child: ChildSa): Promise<void> {
+  child.replaces = null;
+  if (child.state !== 'INSTALLED' || child.outboundInstalled) return;
+  try {
+    await installOutbound(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`);
+    ctx.log.debug(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} now sends with SPI ${spiHex(child.spiOut)}`);
+  } catch (e) {
+    ctx.log.error(`${sa.tag}: installing the outbound SA of CHILD_SA ${child.config.name}{${child.uniqueId}}: ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -115,20 +146,25 @@ export async function handleInformational(ctx: V1Context, sa: IkeSaV1, msg: Isak
   } finally {
     sa.iv?.forget(mid);
   }
-  sa.lastHeard = ctx.clock.now();
+  // Before anything is answered (an R-U-THERE): the answer goes to where the peer is now.
+  sa.authenticated();
   for (const n of findV1Payloads(payloads, V1PayloadType.N)) await onNotify(ctx, sa, n);
   for (const d of findV1Payloads(payloads, V1PayloadType.D)) {
     if (d.protocol === V1ProtocolId.ISAKMP) {
       if (!d.spis.some((s) => s.equals(sa.cookies))) { ctx.log.info(`${sa.tag}: peer deleted an ISAKMP SA that is not this one: ignored`); continue; }
-      ctx.log.info(`${sa.tag}: peer deleted the ISAKMP SA`);
+      // The IPsec SAs outlive it when a newer ISAKMP SA with the peer can take them (a rekey).
+      const heir = handOver(ctx, sa);
+      ctx.log.info(`${sa.tag}: peer deleted the ISAKMP SA${heir ? `; its IPsec SAs stay with ${heir.tag}` : ''}`);
       await ctx.destroy(sa, 'deleted by peer');
       return;
     }
     if (d.protocol !== V1ProtocolId.IPSEC_ESP) { ctx.log.info(`${sa.tag}: peer deleted protocol ${d.protocol} SAs styx does not have`); continue; }
+    // Any ISAKMP SA with the peer may carry the delete of any of its IPsec SAs (they are not tied to one).
+    const all = withPeer(ctx, sa).flatMap((s) => s.children);
     for (const spi of d.spis) {
       const v = spi.readUInt32BE(0);
       // The peer names its inbound SPI, our outbound one; some name ours, which is unambiguous too.
-      const child = sa.children.find((c) => c.spiOut === v) ?? sa.children.find((c) => c.spiIn === v);
+      const child = all.find((c) => c.spiOut === v) ?? all.find((c) => c.spiIn === v);
       if (!child) { ctx.log.info(`${sa.tag}: peer deleted unknown IPsec SA ${spi.toString('hex')}`); continue; }
       ctx.log.info(`${sa.tag}: peer deleted CHILD_SA ${child.config.name}{${child.uniqueId}} ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o`);
       await removeChild(ctx, sa, child, 'deleted by peer');

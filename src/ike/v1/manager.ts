@@ -2,17 +2,18 @@
  * The IKEv1 SA manager: demultiplexes ISAKMP datagrams to their SA by the
  * initiator cookie (RFC 2408 2.5.3), starts responders on a first Main or
  * Aggressive Mode message, answers a peer's retransmissions from the last
- * message of that exchange, and owns the SA tables, lifetimes and DPD
- * (RFC 3706). Same outward shape as IkeV2Manager.
+ * message of that exchange, and owns the SA tables, lifetimes, phase 1
+ * rekeys (rekey.ts), DPD (RFC 3706) and following a peer whose NAT mapping
+ * changed (RFC 3947 4). Same outward shape as IkeV2Manager.
  */
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import type { ConnectionConfig, StyxConfig } from '../../config/model.js';
+import type { ChildConfig, ConnectionConfig, StyxConfig } from '../../config/model.js';
 import type { DataplaneBackend, Endpoint } from '../../dataplane/api.js';
 import { fmt, type Sender } from '../../net/sockets.js';
 import { StyxError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
-import type { Clock } from '../../util/timers.js';
+import type { Clock, TimerHandle } from '../../util/timers.js';
 import { IsakmpVersionError, V1ExchangeType, decodeIsakmp, describeV1, v1ExchangeName, type IsakmpMessage } from '../../wire/ikev1/index.js';
 import type { IkeSaInfo } from '../../control/protocol.js';
 import { spiHex, uninstallChild, type ChildSa } from '../v2/child-sa.js';
@@ -23,6 +24,7 @@ import { IkeSaV1 } from './ike-sa.js';
 import { deleteChildV1, deleteIsakmp, handleInformational, sendDpd } from './info.js';
 import { handleMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { handleQuick, initiateQuick, quickGaveUp } from './quick.js';
+import { handOver, isakmpUp, rekeyIsakmp, rekeySeconds, type V1RekeyHost } from './rekey.js';
 
 export interface V1ManagerEvents {
   'ike-up': [IkeSaV1];
@@ -36,7 +38,7 @@ const ZERO = Buffer.alloc(8);
 const REKEY_JITTER = 0.1;
 const jittered = (seconds: number): number => Math.round(seconds * 1000 * (1 - Math.random() * REKEY_JITTER));
 
-export class IkeV1Manager implements V1Context {
+export class IkeV1Manager implements V1Context, V1RekeyHost {
   readonly counters: IkeV1Counters = { malformed: 0, integrityFailures: 0, unknownSpi: 0, retransmitsAnswered: 0, ikeEstablished: 0, authFailures: 0, quickModes: 0, dpdSent: 0 };
   readonly events = new EventEmitter<V1ManagerEvents>();
   /** By initiator cookie: it is the only cookie a first message carries. */
@@ -91,32 +93,72 @@ export class IkeV1Manager implements V1Context {
   ikeUp(sa: IkeSaV1): void {
     this.events.emit('ike-up', sa);
     this.scheduleDpd(sa);
-    // RFC 2409 4: no rekeying of the ISAKMP SA itself here; it ends at its lifetime, IPsec SAs live on their own.
+    // RFC 3947 4: from now on an authenticated message from a new address or port moves the SA.
+    sa.onAuthenticated = () => { if (sa.arrival) this.follow(sa, sa.arrival.local, sa.arrival.remote); };
+    // A new phase 1 well before the lifetime (RFC 2409 4 leaves rekeying to either side), jittered like IKEv2's.
+    const rekey = rekeySeconds(sa);
+    if (rekey > 0 && rekey < sa.lifetime) {
+      const ms = jittered(rekey);
+      sa.rekeyAt = this.clock.now() + ms;
+      sa.timers.push(this.clock.setTimeout(() => { void sa.enqueue(() => rekeyIsakmp(this, sa)); }, ms));
+    }
     sa.timers.push(this.clock.setTimeout(() => {
       if (sa.state === 'DESTROYED') return;
-      this.log.info(`${sa.tag}: ISAKMP SA reached its lifetime of ${sa.lifetime}s`);
-      void deleteIsakmp(this, sa, 'lifetime expired');
+      // The ISAKMP SA goes; its IPsec SAs stay if a newer ISAKMP SA with the peer can own them.
+      const heir = handOver(this, sa);
+      this.log.info(`${sa.tag}: ISAKMP SA reached its lifetime of ${sa.lifetime}s${heir ? `; IPsec SAs stay with ${heir.tag}` : ''}`);
+      void sa.enqueue(() => deleteIsakmp(this, sa, 'lifetime expired'));
     }, sa.lifetime * 1000));
     sa.onGiveUp = (mid) => { void sa.enqueue(() => quickGaveUp(this, sa, mid)); };
+    void sa.enqueue(() => isakmpUp(this, sa));
     for (const cfg of sa.queued) void sa.enqueue(() => initiateQuick(this, sa, cfg));
     sa.queued = [];
   }
+
+  /** The ISAKMP SA that owns an IPsec SA now (a phase 1 rekey moves them). */
+  private ownerOf(child: ChildSa): IkeSaV1 | undefined { return this.sas.find((s) => s.children.includes(child)); }
 
   childUp(sa: IkeSaV1, child: ChildSa): void {
     this.events.emit('child-up', sa, child);
     const cfg = child.config;
     // Only the side that created the pair renews it, so both never race (IKEv1 has no collision rules).
+    // The Quick Mode goes over whichever ISAKMP SA owns the pair by then.
     if (child.createdByUs) {
       child.timers.push(this.clock.setTimeout(() => {
-        if (child.state !== 'INSTALLED' || sa.state !== 'ESTABLISHED') return;
-        void sa.enqueue(() => initiateQuick(this, sa, cfg, child));
+        const owner = this.ownerOf(child);
+        if (child.state !== 'INSTALLED' || owner?.state !== 'ESTABLISHED') return;
+        void owner.enqueue(() => initiateQuick(this, owner, cfg, child));
       }, jittered(cfg.rekeyTime)));
     }
     child.timers.push(this.clock.setTimeout(() => {
-      if (child.state === 'DELETED' || sa.state === 'DESTROYED' || !sa.children.includes(child)) return;
-      this.log.info(`${sa.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} reached its lifetime of ${cfg.lifetime}s`);
-      void sa.enqueue(() => deleteChildV1(this, sa, child, 'lifetime expired'));
+      const owner = this.ownerOf(child);
+      if (child.state === 'DELETED' || !owner) return;
+      this.log.info(`${owner.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} reached its lifetime of ${cfg.lifetime}s`);
+      void owner.enqueue(() => deleteChildV1(this, owner, child, 'lifetime expired'));
     }, cfg.lifetime * 1000));
+  }
+
+  /**
+   * RFC 3947 4 (and RFC 7296 2.23 in spirit): past phase 1, an authenticated
+   * message from a new address or port means the peer's NAT mapping changed;
+   * the ISAKMP SA and every IPsec SA it owns move there, outbound by its
+   * destination and inbound by its source. A host behind a NAT does not
+   * move: its peer's address is fixed, only its own mapping changes.
+   */
+  private follow(sa: IkeSaV1, local: Endpoint, remote: Endpoint): void {
+    if (sa.remote.address === remote.address && sa.remote.port === remote.port && sa.local.port === local.port && sa.local.address === local.address) return;
+    if (sa.nat.local) {
+      this.log.debug(`${sa.tag}: message from ${fmt(remote)} ignored for address updates: we are behind a NAT`);
+      return;
+    }
+    this.log.info(`${sa.tag}: peer now at ${fmt(remote)} (was ${fmt(sa.remote)}), local ${fmt(local)}`);
+    sa.remote = { ...remote };
+    sa.local = { ...local };
+    for (const c of sa.children) {
+      if (c.state === 'DELETED') continue;
+      if (c.outboundInstalled) void this.dp.updateSa(c.spiOut, 'out', { src: sa.local, dst: sa.remote }).catch((e: Error) => this.log.warn(`${sa.tag}: moving CHILD_SA ${spiHex(c.spiOut)}_o: ${e.message}`));
+      void this.dp.updateSa(c.spiIn, 'in', { src: sa.remote, dst: sa.local }).catch((e: Error) => this.log.warn(`${sa.tag}: moving CHILD_SA ${spiHex(c.spiIn)}_i: ${e.message}`));
+    }
   }
 
   childFailed(sa: IkeSaV1, reason: string): void { this.events.emit('child-failed', sa, reason); }
@@ -138,17 +180,35 @@ export class IkeV1Manager implements V1Context {
     sa.destroy();
     this.log.info(`${sa.tag}: ISAKMP SA destroyed: ${reason}`);
     this.events.emit('ike-down', sa, reason);
-    if (wasUp && sa.conn.dpdAction === 'restart' && /^DPD/.test(reason)) {
-      this.log.info(`${sa.conn.name}: restarting after the peer was lost (dpd_action restart)`);
-      try { this.initiate(sa.conn.name); } catch (e) { this.log.warn(`${sa.conn.name}: restart failed: ${(e as Error).message}`); }
+    if (wasUp) this.restarts.get(sa.conn.name)?.cancel();
+  }
+
+  /** Installs trap policies for a connection (dpd_action trap); set by the daemon, as for IKEv2. */
+  onTrap: ((conn: ConnectionConfig) => void) | null = null;
+  private readonly restarts = new Map<string, TimerHandle>();
+
+  /**
+   * RFC 3706 5.5: the peer is dead. Its SAs go, and dpd_action says what
+   * follows: clear nothing more, restart a new phase 1, trap policies that
+   * start one when traffic for the connection appears again.
+   */
+  private async peerDead(sa: IkeSaV1, why: string): Promise<void> {
+    const conn = sa.conn, wasUp = sa.establishedAt !== null;
+    await this.destroy(sa, `DPD: ${why}`);
+    if (!wasUp || this.sas.some((s) => s.conn.name === conn.name && s.state !== 'DELETING')) return;
+    if (conn.dpdAction === 'restart') {
+      this.log.info(`${conn.name}: restarting after the peer was lost (dpd_action restart)`);
+      try { this.initiate(conn.name); } catch (e) { this.log.warn(`${conn.name}: restart failed: ${(e as Error).message}`); }
+    } else if (conn.dpdAction === 'trap') {
+      this.log.info(`${conn.name}: trap policies until traffic needs the peer again (dpd_action trap)`);
+      this.onTrap?.(conn);
     }
   }
 
   /**
    * RFC 3706 5.3: when nothing came from the peer for dpd_delay, ask
    * R-U-THERE; inbound ESP counts as hearing from it. A peer silent for
-   * dpd_timeout after a question is dead: dpd_action clear removes
-   * everything, restart also initiates again ('trap' acts as clear here).
+   * dpd_timeout after a question is dead (peerDead).
    */
   private scheduleDpd(sa: IkeSaV1): void {
     const delay = sa.conn.dpdDelay;
@@ -167,7 +227,7 @@ export class IkeV1Manager implements V1Context {
     const idle = this.clock.now() - heard;
     if (sa.dpd.outstanding > 0 && idle >= sa.conn.dpdTimeout * 1000) {
       this.log.warn(`${sa.tag}: DPD: ${sa.remote.address} silent for ${Math.round(idle / 1000)}s after ${sa.dpd.outstanding} R-U-THERE: dead, dpd_action ${sa.conn.dpdAction}`);
-      await this.destroy(sa, 'DPD: peer is dead');
+      await this.peerDead(sa, 'peer is dead');
       return;
     }
     if (idle >= sa.conn.dpdDelay * 1000 || sa.dpd.outstanding > 0) await sendDpd(this, sa);
@@ -175,7 +235,12 @@ export class IkeV1Manager implements V1Context {
     this.scheduleDpd(sa);
   }
 
-  /** Starts phase 1 for a connection ('conn' or 'conn/child'); Quick Mode follows for the child(ren). */
+  /**
+   * Starts phase 1 for a connection ('conn' or 'conn/child'); Quick Mode
+   * follows for the child(ren). 'conn/child' with an ISAKMP SA already up
+   * (a trap's acquire, a restart of one child) only runs Quick Mode over the
+   * newest one (RFC 2409 5.5).
+   */
   initiate(name: string): IkeSaV1 {
     const [connName, childName] = name.split('/') as [string, string | undefined];
     const conn = this.cfg.connections.find((c) => c.name === connName);
@@ -183,17 +248,32 @@ export class IkeV1Manager implements V1Context {
     if (conn.version !== 1) throw new StyxError('ERR_VERSION', `connection '${connName}' is IKEv${conn.version}`);
     const child = childName ? conn.children.find((c) => c.name === childName) : conn.children[0];
     if (childName && !child) throw new StyxError('ERR_NO_CHILD', `connection '${connName}' has no child '${childName}'`);
+    if (childName && child) {
+      const up = this.sas.filter((s) => s.conn.name === conn.name && s.state === 'ESTABLISHED').sort((a, b) => b.establishedAt! - a.establishedAt!)[0];
+      if (up) {
+        this.log.info(`${up.tag}: Quick Mode for ${child.name} over the established ISAKMP SA`);
+        void up.enqueue(() => initiateQuick(this, up, child));
+        return up;
+      }
+    }
     const remoteAddr = conn.remoteAddrs.find((a) => a !== '%any' && !a.includes('/'));
     if (!remoteAddr) throw new StyxError('ERR_NO_PEER', `connection '${connName}' has no remote address to initiate to`);
     const pinned = conn.localAddrs.find((a) => a !== '%any');
     const local = this.sender.localFor(remoteAddr, conn.localPort, pinned);
     if (!local) throw new StyxError('ERR_NO_SOCKET', `no local socket on port ${conn.localPort} to reach ${remoteAddr}`);
-    const sa = new IkeSaV1(conn, true, conn.aggressive, IkeSaV1.newCookie(), local, { address: remoteAddr, port: conn.remotePort }, this.sender, this.clock, this.log);
     // RFC 2409 5.5: the first child right after phase 1, then every other child that starts by itself.
-    sa.queued = child ? [child, ...conn.children.filter((c) => c !== child && c.startAction === 'start' && !childName)] : [];
+    const queued = child ? [child, ...conn.children.filter((c) => c !== child && c.startAction === 'start' && !childName)] : [];
+    return this.startPhase1(conn, local, { address: remoteAddr, port: conn.remotePort }, null, queued);
+  }
+
+  /** A new phase 1 as initiator (Main or Aggressive Mode as configured), to replace `replaces` if given (rekey.ts). */
+  startPhase1(conn: ConnectionConfig, local: Endpoint, remote: Endpoint, replaces: IkeSaV1 | null, queued: ChildConfig[] = []): IkeSaV1 {
+    const sa = new IkeSaV1(conn, true, conn.aggressive, IkeSaV1.newCookie(), { ...local }, { ...remote }, this.sender, this.clock, this.log);
+    sa.queued = queued;
+    sa.replaces = replaces;
     this.register(sa);
-    sa.setState('CONNECTING', `initiating to ${remoteAddr}`);
-    sa.onGiveUp = (_mid, what) => { void this.destroy(sa, `${remoteAddr} did not answer ${what}${what === 'MM5' ? ': wrong PSK?' : ''}`); };
+    sa.setState('CONNECTING', `initiating to ${fmt(remote)}${replaces ? ` to replace ${replaces.tag}` : ''}`);
+    sa.onGiveUp = (_mid, what) => { void this.destroy(sa, `${remote.address} did not answer ${what}${what === 'MM5' ? ': wrong PSK?' : ''}`); };
     try {
       if (conn.aggressive) startAggressiveMode(this, sa); else startMainMode(this, sa);
     } catch (e) {
@@ -219,7 +299,8 @@ export class IkeV1Manager implements V1Context {
       const onIke = (s: IkeSaV1): void => { if (s === sa && !wantChild) done(() => resolve(s)); };
       const timer = this.clock.setTimeout(() => done(() => reject(new Error(`${name}: not established within ${timeoutMs / 1000}s`))), timeoutMs);
       this.events.on('ike-down', onDown); this.events.on('child-up', onChild); this.events.on('child-failed', onChildFail); this.events.on('ike-up', onIke);
-      try { sa = this.initiate(name); wantChild = sa.queued.length > 0; } catch (e) { done(() => reject(e)); }
+      // An ISAKMP SA that is up already only runs the child's Quick Mode: wait for that.
+      try { sa = this.initiate(name); wantChild = sa.queued.length > 0 || sa.state === 'ESTABLISHED'; } catch (e) { done(() => reject(e)); }
     });
   }
 
@@ -260,7 +341,9 @@ export class IkeV1Manager implements V1Context {
     }
     // A first message again is the peer retransmitting it; a mismatched responder cookie is someone else's SA.
     const cookieOk = h.cookieR.equals(sa.cookieR) || (sa.initiator && sa.cookieR.equals(ZERO)) || (!sa.initiator && first);
-    if (!cookieOk || remote.address !== sa.remote.address) {
+    // Past phase 1 the peer may arrive from a new address (its NAT changed): the HASH decides, then follow().
+    const fromPeer = remote.address === sa.remote.address || (msg.encrypted && sa.state !== 'CONNECTING');
+    if (!cookieOk || !fromPeer) {
       this.counters.unknownSpi++;
       this.log.debug(`dropped ${v1ExchangeName(h.exchangeType)} from ${fmt(remote)}: cookies ${h.cookieI.toString('hex')}_i ${h.cookieR.toString('hex')}_r do not name ${sa.tag}`);
       return;
@@ -281,6 +364,7 @@ export class IkeV1Manager implements V1Context {
       this.log.debug(`${sa.tag}: peer retransmitted ${v1ExchangeName(h.exchangeType)} ${h.messageId.toString(16)}: sent our last message again`);
       return;
     }
+    sa.arrival = { local, remote };
     try {
       switch (h.exchangeType) {
         case V1ExchangeType.IDENTITY_PROTECTION:
@@ -311,6 +395,8 @@ export class IkeV1Manager implements V1Context {
       if (!(e instanceof StyxError)) throw e;
       this.counters.malformed++;
       this.log.info(`${sa.tag}: dropped ${describeV1(msg)}: ${e.message}`);
+    } finally {
+      sa.arrival = null;
     }
   }
 }

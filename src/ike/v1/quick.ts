@@ -10,8 +10,15 @@
  * narrows them like src/ike/ts.ts does for IKEv2. PFS is a KE whose group
  * every transform names (RFC 2409 5.5). KEYMAT per direction uses the SPI
  * of the side that receives on it. Installation goes through the IKEv2
- * CHILD_SA code with the ESP transform mapped to IKEv2 numbers; the
- * responder installs once QM3 has proven the initiator saw QM2.
+ * CHILD_SA code with the ESP transform mapped to IKEv2 numbers.
+ *
+ * Make-before-break: each side installs its inbound SA before the message
+ * after which the peer may send on it (the responder before QM2, the
+ * initiator before QM3). Outbound starts at once for a new pair; for a pair
+ * that replaces another (a rekey) it starts a grace period later, when the
+ * peer has surely installed its inbound SA, and then the replaced pair is
+ * deleted; the responder switches earlier if the initiator deletes the
+ * replaced pair first.
  */
 import type { ChildConfig } from '../../config/model.js';
 import type { ChildKeys, KeyExchange } from '../../crypto/api.js';
@@ -25,12 +32,13 @@ import {
 } from '../../wire/ikev1/index.js';
 import type { TrafficSelector } from '../../wire/ikev2/types.js';
 import { contains, equalTs, fromConfig, narrow, tsText } from '../ts.js';
-import { installChild, newChild, spiHex, type ChildSa } from '../v2/child-sa.js';
+import { installChild, newChild, spiHex, uninstallChild, type ChildSa } from '../v2/child-sa.js';
 import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
 import { clientId, hostSelector, selectorOf } from './ids.js';
-import { deleteChildV1, sendInformational } from './info.js';
+import { deleteChildV1, sendInformational, switchOutbound } from './info.js';
 import { lifetimeOf, natT, responderLifetime } from './phase1.js';
+import { ownerOf, withPeer } from './rekey.js';
 import {
   acceptEspReply, espSaPayload, espSelection, espTransforms, modeOfEncapsulation, pfsGroup, selectEsp,
   type EspChoice,
@@ -56,7 +64,17 @@ export interface QuickState {
   remoteTs: TrafficSelector;
   /** The CHILD_SA this one replaces once up (rekey). */
   replaces: ChildSa | null;
+  /** Responder: the pair whose inbound half went in before QM2. */
+  child: ChildSa | null;
 }
+
+/**
+ * How long after QM3 the initiator of a rekey keeps sending on the old pair:
+ * the responder installs the new inbound SA only when QM3 arrives.
+ */
+const INITIATOR_SWITCH_MS = 1000;
+/** The responder's limit for the same wait, should the initiator never delete the replaced pair. */
+const RESPONDER_SWITCH_MS = 2000;
 
 const quicks = new WeakMap<IkeSaV1, Map<number, QuickState>>();
 export function quickStates(sa: IkeSaV1): Map<number, QuickState> {
@@ -76,7 +94,8 @@ function finish(ctx: V1Context, sa: IkeSaV1, q: QuickState): void {
 
 async function failQuick(ctx: V1Context, sa: IkeSaV1, q: QuickState, why: string): Promise<void> {
   finish(ctx, sa, q);
-  await ctx.dp.deleteSa(q.spiIn, 'in').catch(() => undefined);
+  if (q.child) await uninstallChild(ctx.dp, q.child, sa.local, sa.remote, `${sa.conn.name}/${q.cfg.name}`).catch(() => undefined);
+  else await ctx.dp.deleteSa(q.spiIn, 'in').catch(() => undefined);
   ctx.log.warn(`${sa.tag}: Quick Mode ${q.messageId.toString(16)} for ${q.cfg.name} failed: ${why}`);
   ctx.childFailed(sa, why);
 }
@@ -98,7 +117,7 @@ export async function initiateQuick(ctx: V1Context, sa: IkeSaV1, cfg: ChildConfi
   const remoteTs = replaces?.remoteTs[0] ?? fromConfig(cfg.remoteTs[0]!, sa.remote.address);
   const q: QuickState = {
     step: 'QUICK_I1', messageId: mid, cfg, spiIn, ni: ctx.nonce(), nr: Buffer.alloc(0), ke, gxy: null,
-    offered: espTransforms(cfg, natT(sa), cfg.lifetime), accepted: null, localTs, remoteTs, replaces,
+    offered: espTransforms(cfg, natT(sa), cfg.lifetime), accepted: null, localTs, remoteTs, replaces, child: null,
   };
   let rest: V1Payload[];
   try {
@@ -131,6 +150,8 @@ function openQuick(ctx: V1Context, sa: IkeSaV1, msg: IsakmpEncryptedMessage, pos
     const payloads = decodeV1PayloadChain(msg.firstPayload, plain);
     checkV1Message(QM, position, true, payloads);
     sa.iv!.advance(mid, msg.ciphertext);
+    // Before anything is answered: an answer goes to where the peer is now.
+    sa.authenticated();
     return payloads;
   } catch (e) {
     if (!(e instanceof StyxError)) throw e;
@@ -149,8 +170,9 @@ function childKeys(sa: IkeSaV1, choice: EspChoice, spiOfResponder: number, spiOf
   return { encrI: toR.subarray(0, encr), integI: toR.subarray(encr), encrR: toI.subarray(0, encr), integR: toI.subarray(encr) };
 }
 
-async function install(ctx: V1Context, sa: IkeSaV1, q: QuickState, initiator: boolean, choice: EspChoice, spiOut: number, mode: 'tunnel' | 'transport',
-  encap: boolean, localTs: TrafficSelector, remoteTs: TrafficSelector, lifetime: number): Promise<ChildSa | null> {
+/** The pair a Quick Mode agreed on, with its keys; nothing installed yet. */
+function prepare(ctx: V1Context, sa: IkeSaV1, q: QuickState, initiator: boolean, choice: EspChoice, spiOut: number, mode: 'tunnel' | 'transport',
+  encap: boolean, localTs: TrafficSelector, remoteTs: TrafficSelector, lifetime: number): ChildSa {
   const keys = initiator ? childKeys(sa, choice, spiOut, q.spiIn, q.ni, q.nr, q.gxy) : childKeys(sa, choice, q.spiIn, spiOut, q.ni, q.nr, q.gxy);
   const sel = espSelection(choice, 1, spiBuf(spiOut));
   // The negotiated lifetime may be shorter than configured (RFC 2407 4.5.4); rekey a little before it.
@@ -159,18 +181,61 @@ async function install(ctx: V1Context, sa: IkeSaV1, q: QuickState, initiator: bo
   child.nonces = { ni: q.ni, nr: q.nr };
   child.createdByUs = initiator;
   ctx.log.secret(() => `${sa.tag}: CHILD_SA ${cfg.name} keys encr_i ${keys.encrI.toString('hex')} integ_i ${keys.integI.toString('hex')} encr_r ${keys.encrR.toString('hex')} integ_r ${keys.integR.toString('hex')}`);
+  return child;
+}
+
+/** The inbound half first (make-before-break); false (logged, reported) if the data plane refused it. */
+async function installInbound(ctx: V1Context, sa: IkeSaV1, child: ChildSa, initiator: boolean): Promise<boolean> {
   try {
-    await installChild(ctx.dp, child, initiator, sa.local, sa.remote, `${sa.conn.name}/${cfg.name}`);
+    await installChild(ctx.dp, child, initiator, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`, false);
+    return true;
   } catch (e) {
-    ctx.log.error(`${sa.tag}: installing CHILD_SA ${cfg.name} failed: ${(e as Error).message}`);
+    ctx.log.error(`${sa.tag}: installing CHILD_SA ${child.config.name} failed: ${(e as Error).message}`);
     ctx.childFailed(sa, `install failed: ${(e as Error).message}`);
-    return null;
+    return false;
   }
+}
+
+/**
+ * The pair is agreed by both sides: it joins the ISAKMP SA, and it sends at
+ * once, or, replacing `old`, after `graceMs` (then `old` is deleted).
+ */
+async function activate(ctx: V1Context, sa: IkeSaV1, child: ChildSa, old: ChildSa | null, graceMs: number): Promise<void> {
   child.installedAt = ctx.clock.now();
   sa.children.push(child);
-  ctx.log.info(`${sa.tag}: CHILD_SA ${cfg.name}{${child.uniqueId}} established with SPIs ${spiHex(q.spiIn)}_i ${spiHex(spiOut)}_o and TS ${tsText(localTs)} === ${tsText(remoteTs)} (${mode}${encap ? ', UDP-encapsulated' : ''}, lifetime ${lifetime}s)`);
+  const c = child.config;
+  const [l, r] = [child.localTs[0]!, child.remoteTs[0]!];
+  ctx.log.info(`${sa.tag}: CHILD_SA ${c.name}{${child.uniqueId}} established with SPIs ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o and TS ${tsText(l)} === ${tsText(r)} (${child.mode}${child.encap ? ', UDP-encapsulated' : ''}, lifetime ${c.lifetime}s${old ? `, replaces {${old.uniqueId}}` : ''})`);
   ctx.childUp(sa, child);
-  return child;
+  if (!old) { await switchOutbound(ctx, sa, child); return; }
+  child.replaces = old;
+  old.state = 'REKEYED';
+  ctx.clock.setTimeout(() => {
+    const owner = ownerOf(ctx, sa, child);
+    if (!owner || child.replaces !== old) return;
+    void owner.enqueue(async () => {
+      await switchOutbound(ctx, owner, child);
+      const holder = ownerOf(ctx, owner, old);
+      if (holder) await deleteChildV1(ctx, holder, old, `rekeyed into {${child.uniqueId}}`);
+    });
+  }, graceMs);
+}
+
+/**
+ * The installed pair a responder's new one replaces: IKEv1 names no rekey
+ * (there is no REKEY_SA), so it is the live pair of the same child with the
+ * same selectors, not already being replaced.
+ */
+function replacedBy(ctx: V1Context, sa: IkeSaV1, child: ChildSa): ChildSa | null {
+  for (const s of withPeer(ctx, sa)) {
+    for (const c of s.children) {
+      if (c === child || c.state !== 'INSTALLED' || c.config.name !== child.config.name) continue;
+      if (!equalTs(c.localTs[0]!, child.localTs[0]!) || !equalTs(c.remoteTs[0]!, child.remoteTs[0]!)) continue;
+      if (withPeer(ctx, sa).some((o) => o.children.some((x) => x.replaces === c))) continue;
+      return c;
+    }
+  }
+  return null;
 }
 
 /** A Quick Mode message of an established ISAKMP SA: QM1 of a new exchange, QM2 for ours, QM3 for one we answered. */
@@ -190,8 +255,8 @@ export async function handleQuick(ctx: V1Context, sa: IkeSaV1, msg: IsakmpEncryp
     if (!p) return;
     sa.received(mid, raw);
     finish(ctx, sa, q);
-    const x = q.accepted!;
-    await install(ctx, sa, q, false, x.choice, x.spiOut, x.mode, x.encap, x.tsr, x.tsi, x.lifetime);
+    const child = q.child!;
+    await activate(ctx, sa, child, replacedBy(ctx, sa, child), RESPONDER_SWITCH_MS);
     return;
   }
   if (sa.knows(mid)) {
@@ -225,12 +290,14 @@ async function quickResponse(ctx: V1Context, sa: IkeSaV1, q: QuickState, p: V1Pa
   const rls = rl ? lifetimeOf(rl) : null;
   if (rls !== null && rls > 0 && rls < lifetime) { ctx.log.info(`${sa.tag}: peer shortens CHILD_SA ${q.cfg.name} lifetime to ${rls}s (RESPONDER-LIFETIME)`); lifetime = rls; }
   const mid = q.messageId;
+  const m = modeOfEncapsulation(acc.choice.attrs.encapsulation ?? 1)!;
+  const child = prepare(ctx, sa, q, true, acc.choice, acc.spi.readUInt32BE(0), m.mode, m.udp || natT(sa), tsi, tsr, lifetime);
+  // Inbound before QM3: the responder may send on the new pair as soon as it has QM3.
+  if (!await installInbound(ctx, sa, child, true)) { await failQuick(ctx, sa, q, 'the data plane refused the inbound SA'); return; }
   sa.send(mid, sa.encodeEncrypted(QM, mid, [{ type: V1PayloadType.HASH, data: v1QuickHash3(sa.hashId, sa.keys!.skeyidA, mid, q.ni, q.nr) }]), `QM3 ${mid.toString(16)}`, false);
   finish(ctx, sa, q);
-  const m = modeOfEncapsulation(acc.choice.attrs.encapsulation ?? 1)!;
-  const child = await install(ctx, sa, q, true, acc.choice, acc.spi.readUInt32BE(0), m.mode, m.udp || natT(sa), tsi, tsr, lifetime);
-  if (child && q.replaces) ctx.log.info(`${sa.tag}: CHILD_SA ${q.cfg.name}{${child.uniqueId}} replaces {${q.replaces.uniqueId}}`);
-  if (child && q.replaces) await deleteChildV1(ctx, sa, q.replaces, 'rekeyed');
+  const old = q.replaces && q.replaces.state === 'INSTALLED' ? q.replaces : null;
+  await activate(ctx, sa, child, old, INITIATOR_SWITCH_MS);
 }
 
 
@@ -280,8 +347,17 @@ async function quickRequest(ctx: V1Context, sa: IkeSaV1, mid: number, p: V1Paylo
   const q: QuickState = {
     step: 'QUICK_R1', messageId: mid, cfg: match.cfg, spiIn, ni: ni.data, nr: ctx.nonce(), ke: mine, gxy, offered: [],
     accepted: { choice: pick.choice, spiOut: pick.proposal.spi.readUInt32BE(0), mode: m.mode, encap: m.udp || natT(sa), tsi: match.tsi, tsr: match.tsr, lifetime },
-    localTs: match.tsr, remoteTs: match.tsi, replaces: null,
+    localTs: match.tsr, remoteTs: match.tsi, replaces: null, child: null,
   };
+  const x = q.accepted!;
+  const child = prepare(ctx, sa, q, false, x.choice, x.spiOut, x.mode, x.encap, x.tsr, x.tsi, x.lifetime);
+  // Inbound before QM2: the initiator may send on the new pair as soon as it has QM2.
+  if (!await installInbound(ctx, sa, child, false)) {
+    await ctx.dp.deleteSa(spiIn, 'in').catch(() => undefined);
+    await refuse(V1NotifyType.NO_PROPOSAL_CHOSEN, 'the data plane refused the inbound SA: NO_PROPOSAL_CHOSEN');
+    return;
+  }
+  q.child = child;
   quickStates(sa).set(mid, q);
   ctx.counters.quickModes++;
   // Unchanged IDs go back byte for byte: some peers compare them with what they sent.
