@@ -56,6 +56,33 @@ ${o.child ?? ''}secrets:
 
 export type Tap = (data: Buffer, from: Endpoint, to: Endpoint) => Buffer | null;
 
+/**
+ * A port-translating NAT in front of one host: what it sends leaves from a
+ * mapped port of the same address (one per inside port, allocated from
+ * `base`), and only datagrams to a mapped port get back in. `remap` forgets
+ * every mapping, as a NAT does after a reboot or idle timeout.
+ */
+export class PortNat {
+  private out = new Map<number, number>();
+  private next: number;
+  constructor(readonly inside: string, base: number) { this.next = base; }
+  /** The source the outside sees. */
+  source(from: Endpoint): Endpoint {
+    if (from.address !== this.inside) return from;
+    let port = this.out.get(from.port);
+    if (port === undefined) { port = this.next++; this.out.set(from.port, port); }
+    return { address: from.address, port };
+  }
+  /** The inside destination of a datagram to `to`, or null when no mapping has that port (dropped). */
+  destination(to: Endpoint): Endpoint | null {
+    if (to.address !== this.inside) return to;
+    for (const [inside, mapped] of this.out) if (mapped === to.port) return { address: to.address, port: inside };
+    return null;
+  }
+  mapped(insidePort: number): number | undefined { return this.out.get(insidePort); }
+  remap(base: number): void { this.out.clear(); this.next = base; }
+}
+
 export class V1Peers {
   readonly clock = new ManualClock();
   readonly lines: string[] = [];
@@ -66,6 +93,10 @@ export class V1Peers {
   readonly right: IkeV1Manager;
   /** Every datagram passes here; return null to drop it or another buffer to replace it. */
   tap: Tap = (d) => d;
+  /** A NAT on the path, if any: rewrites sources on the way and maps destinations back. */
+  nat: PortNat | null = null;
+  /** Rewrites the source the receiver sees, after the NAT (e.g. a peer that changes its port by itself). */
+  source: (from: Endpoint, to: Endpoint) => Endpoint = (f) => f;
   readonly wire: { from: Endpoint; to: Endpoint; data: Buffer }[] = [];
   private inFlight = 0;
 
@@ -76,9 +107,12 @@ export class V1Peers {
         this.wire.push({ from: local, to: remote, data });
         const out = this.tap(data, local, remote);
         if (!out) return;
-        const target = remote.address === LEFT.address ? this.left : this.right;
+        const from = this.source(this.nat ? this.nat.source(local) : local, remote);
+        const to = this.nat ? this.nat.destination(remote) : remote;
+        if (!to) return;
+        const target = to.address === LEFT.address ? this.left : this.right;
         this.inFlight++;
-        setImmediate(() => { this.inFlight--; target.receive(out, remote, local); });
+        setImmediate(() => { this.inFlight--; target.receive(out, to, from); });
       },
       localFor: (_remote: string, port: number) => ({ address: self.address, port }),
     });

@@ -1,0 +1,192 @@
+/**
+ * IKEv1 phase 1 rekeying and peers that move, between two in-process peers
+ * on a manual clock: a new Main Mode before the ISAKMP SA expires adopts
+ * the IPsec SAs and the old ISAKMP SA is deleted on both sides; Quick Mode
+ * rekeys keep working across it; an authenticated message from a new NAT
+ * mapping moves the SA and its IPsec SAs (updateSa), except on the side
+ * behind the NAT; dpd_action trap and Quick Mode over an established SA.
+ */
+import assert from 'node:assert/strict';
+import type { Direction, Endpoint } from '../../../src/dataplane/api.js';
+import type { MemoryBackend } from '../../../src/dataplane/backends/memory/index.js';
+import type { IkeSaV1 } from '../../../src/ike/v1/ike-sa.js';
+import { decodeIsakmpHeader, V1ExchangeType } from '../../../src/wire/ikev1/index.js';
+import { LEFT, PortNat, RIGHT, V1Peers, v1Config } from './two-peers.js';
+
+const IKE_LEFT_SHORT = '    rekey_time: 100s\n    lifetime: 150s\n';
+const IKE_LONG = '    rekey_time: 1000s\n    lifetime: 1200s\n';
+
+/** The one ISAKMP SA of a side, established. */
+function only(sas: IkeSaV1[], dump: () => string): IkeSaV1 {
+  assert.equal(sas.length, 1, `${sas.map((s) => `${s.tag} ${s.state}`).join('; ')}\n${dump()}`);
+  assert.equal(sas[0]!.state, 'ESTABLISHED');
+  return sas[0]!;
+}
+
+/**
+ * Both sides hold one ISAKMP SA with the same cookies and one IPsec SA pair
+ * with mirrored SPIs, and their data planes hold exactly that pair: two SAs,
+ * one policy each way, one reserved inbound SPI. Anything more is a leak.
+ */
+function onePairNoLeak(p: V1Peers): { l: IkeSaV1; r: IkeSaV1 } {
+  const l = only(p.left.sas, () => p.dump()), r = only(p.right.sas, () => p.dump());
+  assert.ok(l.cookieI.equals(r.cookieI) && l.cookieR.equals(r.cookieR), 'cookies differ');
+  assert.equal(l.children.length, 1, p.dump());
+  assert.equal(r.children.length, 1, p.dump());
+  const [lc, rc] = [l.children[0]!, r.children[0]!];
+  assert.deepEqual([lc.spiIn, lc.spiOut], [rc.spiOut, rc.spiIn]);
+  for (const [dp, c] of [[p.dpL, lc], [p.dpR, rc]] as const) {
+    assert.deepEqual([...dp.sas.keys()].sort(), [`in:${c.spiIn}`, `out:${c.spiOut}`].sort());
+    assert.equal(dp.policies.length, 2, JSON.stringify(dp.policies.map((x) => [x.direction, x.spi])));
+    assert.deepEqual([...dp.reserved], [c.spiIn]);
+  }
+  return { l, r };
+}
+
+const count = (p: V1Peers, re: RegExp): number => p.lines.filter((l) => re.test(l)).length;
+
+/** Records the data plane's updateSa calls, still applying them. */
+function spyUpdates(dp: MemoryBackend): { spi: number; dir: Direction; src?: Endpoint; dst?: Endpoint }[] {
+  const calls: { spi: number; dir: Direction; src?: Endpoint; dst?: Endpoint }[] = [];
+  const orig = dp.updateSa.bind(dp);
+  dp.updateSa = (spi, dir, changes) => { calls.push({ spi, dir, ...changes }); return orig(spi, dir, changes); };
+  return calls;
+}
+
+describe('ike/v1 phase 1 rekey and moving peers', function () {
+  it('a new Main Mode at rekey_time adopts the IPsec SAs and deletes the old ISAKMP SA on both sides, leaking nothing', async function () {
+    const p = new V1Peers(v1Config('left', { extra: IKE_LEFT_SHORT }), v1Config('right', { extra: IKE_LONG }));
+    await p.establish();
+    const before = onePairNoLeak(p);
+    const spis = [before.l.children[0]!.spiIn, before.l.children[0]!.spiOut];
+    // Left rekeys within the last 10% before 100 s; the right's (135 s, 90% of the 150 s it accepted) never comes.
+    assert.ok(before.l.rekeyAt! - before.l.establishedAt! >= 90_000 && before.l.rekeyAt! - before.l.establishedAt! <= 100_000, String(before.l.rekeyAt));
+    await p.advance(110_000, 1000);
+    const { l } = onePairNoLeak(p);
+    assert.notEqual(l, before.l);
+    assert.ok(!l.cookieI.equals(before.l.cookieI));
+    assert.equal(before.l.state, 'DESTROYED');
+    assert.equal(before.r.state, 'DESTROYED');
+    // The same IPsec SAs, now owned by the new ISAKMP SA.
+    assert.deepEqual([l.children[0]!.spiIn, l.children[0]!.spiOut], spis);
+    assert.equal(count(p, /: rekeying ISAKMP SA: new phase 1 /), 1, p.dump());
+    assert.equal(count(p, /ISAKMP SA rekeyed into /), 1);
+    assert.equal(count(p, /peer deleted the ISAKMP SA; its IPsec SAs stay with /), 1, p.dump());
+    // The rekey's MM5 claims no INITIAL-CONTACT (RFC 2407 4.6.3.3), so nothing was torn down.
+    assert.equal(count(p, /INITIAL-CONTACT: removing/), 0, p.dump());
+    assert.equal(count(p, /CHILD_SA .* deleted/), 0, p.dump());
+    assert.equal(p.left.counters.ikeEstablished, 2);
+  });
+
+  it('Quick Mode rekeys keep working across phase 1 rekeys started by the responder side, which honours its own shorter lifetime', async function () {
+    const child = '        rekey_time: 100s\n        lifetime: 130s\n';
+    // The right (the responder) has the short ISAKMP times and says so with RESPONDER-LIFETIME.
+    const p = new V1Peers(v1Config('left', { extra: IKE_LONG, child }), v1Config('right', { extra: '    rekey_time: 60s\n    lifetime: 90s\n', child }));
+    await p.establish();
+    const first = onePairNoLeak(p);
+    assert.equal(first.l.lifetime, 90);
+    assert.equal(first.r.lifetime, 90);
+    // The left's rekey comes before 90% of the 90 s the peer allowed, not at its configured 1000 s.
+    assert.ok(first.l.rekeyAt! - first.l.establishedAt! <= 81_000, String(first.l.rekeyAt! - first.l.establishedAt!));
+    const spi0 = first.l.children[0]!.spiIn;
+    await p.advance(250_000, 1000);
+    const { l } = onePairNoLeak(p);
+    assert.notEqual(l.children[0]!.spiIn, spi0);
+    assert.ok(count(p, /: rekeying ISAKMP SA: new phase 1 /) >= 3, p.dump());
+    assert.ok(count(p, /: Quick Mode \S+: rekeying net\{/) >= 2, p.dump());
+    // Each Quick Mode rekey went over the ISAKMP SA that was newest then, and nothing failed.
+    assert.equal(count(p, /Quick Mode \S+ for net failed/), 0, p.dump());
+    assert.equal(count(p, /peer deleted unknown IPsec SA/), 0, p.dump());
+  });
+
+  it('when the old ISAKMP SA\'s delete is lost, the peer drops it as superseded at its own rekey time and keeps the IPsec SAs', async function () {
+    const p = new V1Peers(v1Config('left', { extra: IKE_LEFT_SHORT }), v1Config('right', { extra: IKE_LONG }));
+    await p.establish();
+    p.tap = (d, from) => (from.address === LEFT.address && decodeIsakmpHeader(d).exchangeType === V1ExchangeType.INFORMATIONAL ? null : d);
+    await p.advance(110_000, 1000);
+    assert.equal(p.right.sas.length, 2, p.dump());
+    const [oldR, newR] = [...p.right.sas].sort((a, b) => a.establishedAt! - b.establishedAt!);
+    assert.equal(oldR!.children.length, 0);
+    assert.equal(newR!.children.length, 1);
+    await p.advance(30_000, 1000);
+    onePairNoLeak(p);
+    assert.equal(count(p, /ISAKMP SA destroyed: superseded by /), 1, p.dump());
+  });
+
+  it('follows a peer behind a NAT to its new mapping on its DPD R-U-THERE: updateSa both ways, the answer and the listing use the new port', async function () {
+    const p = new V1Peers(v1Config('left', { extra: '    dpd_delay: 10s\n' }), v1Config('right'));
+    p.nat = new PortNat(LEFT.address, 20000);
+    await p.establish();
+    const { l, r } = onePairNoLeak(p);
+    assert.equal(l.nat.local, true);
+    const mapped = p.nat.mapped(4500)!;
+    assert.deepEqual(r.remote, { address: LEFT.address, port: mapped });
+    const updates = spyUpdates(p.dpR);
+    p.nat.remap(30000);
+    await p.advance(12_000, 500);
+    // The left's R-U-THERE from 4500 made the NAT's new mapping 30000.
+    assert.deepEqual(r.remote, { address: LEFT.address, port: 30000 }, p.dump());
+    const rc = r.children[0]!;
+    assert.deepEqual(updates.map((u) => [u.spi, u.dir, u.src?.port, u.dst?.port]).sort(), [[rc.spiIn, 'in', 30000, 4500], [rc.spiOut, 'out', 4500, 30000]].sort());
+    assert.equal(p.dpR.sas.get(`out:${rc.spiOut}`)!.dst.port, 30000);
+    assert.equal(p.dpR.sas.get(`in:${rc.spiIn}`)!.src.port, 30000);
+    assert.equal(count(p, new RegExp(`peer now at ${LEFT.address}:30000 \\(was ${LEFT.address}:${mapped}\\)`)), 1, p.dump());
+    // The R-U-THERE-ACK went to the new mapping and got through.
+    assert.ok(p.wire.some((w) => w.from.address === RIGHT.address && w.to.port === 30000 && decodeIsakmpHeader(w.data).exchangeType === V1ExchangeType.INFORMATIONAL));
+    assert.equal(l.dpd.outstanding, 0, p.dump());
+    const listed = await p.right.describe(r);
+    assert.equal(listed.remote.port, 30000);
+    // And Quick Mode reaches the left there.
+    const again = p.left.initiateAndWait('demo/net', 30_000);
+    again.catch(() => undefined);
+    await p.settle();
+    await again;
+    await p.advance(5000, 500);
+    onePairNoLeak(p);
+  });
+
+  it('the side behind the NAT does not move when its peer\'s messages arrive from another port', async function () {
+    const p = new V1Peers(v1Config('left'), v1Config('right', { extra: '    dpd_delay: 10s\n' }));
+    p.nat = new PortNat(LEFT.address, 20000);
+    await p.establish();
+    const { l, r } = onePairNoLeak(p);
+    assert.equal(l.nat.local, true);
+    assert.equal(r.nat.local, false);
+    const updates = spyUpdates(p.dpL);
+    // Something on the way rewrites the right's source port; the left, behind its own NAT, keeps the peer's fixed address.
+    p.source = (from) => (from.address === RIGHT.address ? { address: from.address, port: 4600 } : from);
+    await p.advance(12_000, 500);
+    assert.ok(p.right.counters.dpdSent >= 1, p.dump());
+    assert.deepEqual(l.remote, { address: RIGHT.address, port: 4500 });
+    assert.equal(updates.length, 0);
+    assert.ok(count(p, /192\.0\.2\.2:4600 ignored for address updates: we are behind a NAT/) >= 1, p.dump());
+    // The left answered the R-U-THERE where the right really is, so the right is not left waiting.
+    assert.equal(r.dpd.outstanding, 0, p.dump());
+  });
+
+  it('dpd_action trap: a dead peer\'s SAs go and the manager asks for trap policies', async function () {
+    const p = new V1Peers(v1Config('left', { extra: '    dpd_delay: 5s\n    dpd_timeout: 15s\n    dpd_action: trap\n' }), v1Config('right'));
+    const trapped: string[] = [];
+    p.left.onTrap = (conn) => { trapped.push(conn.name); };
+    await p.establish();
+    p.tap = (d, from) => (from.address === RIGHT.address ? null : d);
+    await p.advance(40_000, 1000);
+    assert.deepEqual(trapped, ['demo'], p.dump());
+    assert.equal(p.left.sas.length, 0);
+    assert.equal(p.dpL.sas.size + p.dpL.policies.length + p.dpL.reserved.size, 0);
+  });
+
+  it('initiate conn/child with an ISAKMP SA up runs only Quick Mode over it; the responder takes the new pair as the replacement of the old', async function () {
+    const p = new V1Peers();
+    await p.establish();
+    const first = onePairNoLeak(p);
+    const old = first.l.children[0]!;
+    const sa = await (async () => { const up = p.left.initiateAndWait('demo/net', 30_000); up.catch(() => undefined); await p.settle(); return up; })();
+    assert.equal(sa, first.l);
+    assert.equal(p.left.counters.ikeEstablished, 1);
+    await p.advance(5000, 500);
+    const { l } = onePairNoLeak(p);
+    assert.notEqual(l.children[0]!.spiIn, old.spiIn);
+    assert.equal(old.state, 'DELETED');
+  });
+});
