@@ -38,11 +38,13 @@ const INBOUND_LINGER_MS = 2000;
  * waiting, starts sending now (make-before-break).
  */
 export async function removeChild(ctx: V2Context, sa: IkeSaV2, child: ChildSa): Promise<void> {
-  const replaced = sa.children.some((c) => c.replaces === child);
+  const replacements = sa.children.filter((c) => c.replaces === child);
+  // The replacement's outbound SA and policies go in before the old ones come out, so no
+  // packet meets a moment without a policy (or, in the userspace data plane, without a route).
+  for (const c of replacements) await switchOutbound(ctx, c);
   await uninstallChild(ctx.dp, child, sa.local, sa.remote, `${sa.conn.name}/${child.config.name}`,
-    replaced ? (remove) => { ctx.clock.setTimeout(remove, INBOUND_LINGER_MS); } : undefined);
+    replacements.length ? (remove) => { ctx.clock.setTimeout(remove, INBOUND_LINGER_MS); } : undefined);
   sa.children = sa.children.filter((c) => c !== child);
-  for (const c of sa.children) if (c.replaces === child) await switchOutbound(ctx, c);
 }
 
 /** The replacement of a rekeyed CHILD_SA starts sending (its outbound SA and policies go in). */
