@@ -1,12 +1,15 @@
 /**
- * Aggressive Mode (RFC 2409 5, 5.4) with pre-shared keys, both roles:
+ * Aggressive Mode (RFC 2409 5) with pre-shared keys (5.4) or signatures
+ * (5.1), both roles:
  *
- *   AM1  HDR, SA, KE, Ni, IDii, VID                         -->
- *   AM2                           <--  HDR, SA, KE, Nr, IDir, HASH_R, VID, NAT-D, NAT-D
- *   AM3  HDR*, HASH_I, NAT-D, NAT-D [, N(INITIAL-CONTACT)]  -->
+ *   AM1  HDR, SA, KE, Ni, IDii [, CR], VID                  -->
+ *   AM2      <--  HDR, SA, KE, Nr, IDir, [CERT,] HASH_R | SIG_R [, CR], VID, NAT-D, NAT-D
+ *   AM3  HDR*, [CERT,] HASH_I | SIG_I, NAT-D, NAT-D [, N(INITIAL-CONTACT)]  -->
  *
  * The identities travel in the clear, so the responder can pick the PSK by
- * the initiator's ID. AM3 is sent encrypted, as deployed peers expect, and
+ * the initiator's ID. CR (RFC 2408 3.10) goes in the first message of each
+ * side, so the other side's certificates can be the ones asked for. AM3 is
+ * sent encrypted, as deployed peers expect, and
  * accepted either way (RFC 2409 5.4 shows it plain). AM3 is the last
  * message, so the responder retransmits AM2 until it arrives and the
  * initiator answers such a retransmission with AM3 again.
@@ -18,6 +21,7 @@ import {
   V1ExchangeType, V1NotifyType, V1PayloadType, V1ProtocolId, checkV1Message, describeV1, findV1Payload,
   type IsakmpMessage, type IsakmpPlainMessage, type V1Payload,
 } from '../../wire/ikev1/index.js';
+import { AuthError } from '../../auth/errors.js';
 import { configIdText, identityMatches, identityText, localIdentity, type Identity } from '../identity.js';
 import type { V1Context } from './context.js';
 import { IkeSaV1 } from './ike-sa.js';
@@ -27,12 +31,13 @@ import {
   applyPeerLifetime, candidates, derivePhase1, detectNat, errorNotify, established, findPsk, floatToNatT, hashI, hashMatches,
   hashR, initialContact, natPayloads, ourIdPayload, ourVendorIds, readVendorIds, responderLifetime,
 } from './phase1.js';
-import { acceptPhase1Reply, describePhase1, phase1SaPayload, phase1Transforms, selectPhase1 } from './proposals.js';
+import { acceptPhase1Reply, describePhase1, phase1SaPayload, selectPhase1 } from './proposals.js';
+import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
 
 const AM = V1ExchangeType.AGGRESSIVE;
 
 export function startAggressiveMode(ctx: V1Context, sa: IkeSaV1): void {
-  const all = phase1Transforms(sa.conn, sa.conn.lifetime);
+  const all = phase1Offer(sa.conn, sa.conn.lifetime);
   // RFC 2409 5: one KE goes with the offer, so every transform must name its group.
   const group = all[0]?.group;
   sa.p1.offered = all.filter((a) => a.group === group);
@@ -45,8 +50,17 @@ export function startAggressiveMode(ctx: V1Context, sa: IkeSaV1): void {
   const id = ourIdPayload(sa);
   sa.p1.idiB = idBody(id);
   sa.setStep('AGGR_I1');
-  sa.log.info(`${sa.tag}: initiating Aggressive Mode to ${sa.remote.address}[${sa.remote.port}] as '${identityText(sa.localId!)}', offering ${sa.p1.offered.map(describePhase1).join(', ')}`);
-  sa.send(0, sa.encodePlain(AM, 0, [saP, { type: V1PayloadType.KE, data: ke.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.ni }, id, ...ourVendorIds()]), 'AM1', true);
+  const method = sa.p1.offered[0]!.authMethod;
+  sa.log.info(`${sa.tag}: initiating Aggressive Mode to ${sa.remote.address}[${sa.remote.port}] as '${identityText(sa.localId!)}', offering ${sa.p1.offered.map(describePhase1).join(', ')} with ${methodText(method)}`);
+  const am1 = (cr: V1Payload[]): void => {
+    sa.send(0, sa.encodePlain(AM, 0, [saP, { type: V1PayloadType.KE, data: ke.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.ni }, id, ...cr, ...ourVendorIds()]), 'AM1', true);
+  };
+  if (!isSigMethod(method)) { am1([]); return; }
+  // The CAs to name come from files loaded on first use; the SA's queue keeps the peer's answer behind AM1.
+  void sa.enqueue(async () => {
+    const cr = await certReqPayloads(sa.conn, ctx.log, sa.tag);
+    if (sa.state !== 'DESTROYED') am1(cr);
+  });
 }
 
 /** AM1 from a new peer: the connection is chosen by addresses and the initiator's identity. */
@@ -71,10 +85,17 @@ export function respondAggressive1(ctx: V1Context, msg: IsakmpPlainMessage, raw:
   const aggr = conns.filter((c) => c.aggressive);
   if (aggr.length === 0) { refuse(`connection ${conns[0]!.name} does not allow Aggressive Mode (aggressive: false)`, V1NotifyType.NO_PROPOSAL_CHOSEN); return; }
   for (const conn of aggr) {
-    const choice = selectPhase1(phase1Transforms(conn, conn.lifetime), saP);
+    let ours;
+    try { ours = phase1Offer(conn, conn.lifetime); } catch (e) {
+      if (!(e instanceof StyxError)) throw e;
+      ctx.log.warn(`Aggressive Mode from ${remote.address}: connection ${conn.name} cannot answer: ${e.message}`);
+      continue;
+    }
+    const choice = selectPhase1(ours, saP);
     if (!choice || !V1_DH_GROUPS.includes(choice.attrs.group)) continue;
-    const psk = findPsk(ctx, identityText(localIdentity(conn.local.id, local.address)), identityText(rid));
-    if (!psk) { refuse(`no PSK for '${identityText(rid)}'`, V1NotifyType.AUTHENTICATION_FAILED); return; }
+    const sig = isSigMethod(choice.attrs.authMethod);
+    const psk = sig ? null : findPsk(ctx, identityText(localIdentity(conn.local.id, local.address)), identityText(rid));
+    if (!sig && !psk) { refuse(`no PSK for '${identityText(rid)}'`, V1NotifyType.AUTHENTICATION_FAILED); return; }
     const mine = createV1KeyExchange(choice.attrs.group);
     let gxy: Buffer;
     try { gxy = mine.computeSecret(ke.data); } catch (e) {
@@ -95,19 +116,33 @@ export function respondAggressive1(ctx: V1Context, msg: IsakmpPlainMessage, raw:
     ctx.register(sa);
     sa.setStep('AGGR_R1');
     sa.setState('CONNECTING', `Aggressive Mode from ${remote.address}[${remote.port}] as '${identityText(rid)}', transform ${describePhase1(choice.attrs)} accepted for ${conn.name}`);
-    derivePhase1(sa, psk, gxy);
+    derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
     const my = ourIdPayload(sa);
-    const reply: V1Payload[] = [
+    const head: V1Payload[] = [
       { ...saP, proposals: [{ ...choice.proposal, transforms: [choice.transform] }] },
       { type: V1PayloadType.KE, data: mine.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.nr }, my,
-      { type: V1PayloadType.HASH, data: hashR(sa, idBody(my)) }, ...ourVendorIds(),
     ];
     // NAT-D needs the vendor IDs read first: only a peer that announced NAT-T gets them (RFC 3947 3.1).
-    reply.push(...natPayloads(sa));
-    if (theirs !== undefined && theirs > conn.lifetime) reply.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, conn.lifetime));
+    const tail: V1Payload[] = [...ourVendorIds(), ...natPayloads(sa)];
+    if (theirs !== undefined && theirs > conn.lifetime) tail.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, conn.lifetime));
     sa.received(0, raw);
     sa.onGiveUp = () => { void ctx.destroy(sa, `${remote.address} never sent AM3`); };
-    sa.send(0, sa.encodePlain(AM, 0, reply), 'AM2', true);
+    const ourHash = hashR(sa, idBody(my));
+    if (!sig) { sa.send(0, sa.encodePlain(AM, 0, [...head, { type: V1PayloadType.HASH, data: ourHash }, ...tail]), 'AM2', true); return; }
+    noteCertReqs(sa, msg.payloads);
+    // Our certificate material loads on first use; the SA's queue holds a repeated AM1 or an early AM3 until AM2 is out.
+    void sa.enqueue(async () => {
+      let proof: V1Payload[];
+      try { proof = (await signLocal(sa, ourHash)).payloads; } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+        ctx.log.error(`${sa.tag}: cannot sign AM2 with our certificate: ${e.message}`);
+        plainNotify(ctx, h.cookieI, sa.cookieR, V1NotifyType.AUTHENTICATION_FAILED, local, remote);
+        await ctx.destroy(sa, `cannot sign with our certificate: ${e.message}`);
+        return;
+      }
+      const cr = await certReqPayloads(conn, ctx.log, sa.tag);
+      if (sa.state !== 'DESTROYED') sa.send(0, sa.encodePlain(AM, 0, [...head, ...proof, ...cr, ...tail]), 'AM2', true);
+    });
     return;
   }
   refuse(`no acceptable transform for ${aggr.map((c) => c.name).join(', ')}`, V1NotifyType.NO_PROPOSAL_CHOSEN);
@@ -124,7 +159,8 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     if (!attrs) { await ctx.destroy(sa, 'responder chose a phase 1 transform we did not offer'); return; }
     const ke = findV1Payload(p, V1PayloadType.KE)!, nr = findV1Payload(p, V1PayloadType.NONCE)!, id = findV1Payload(p, V1PayloadType.ID)!;
     const hash = findV1Payload(p, V1PayloadType.HASH);
-    if (!hash) { drop('no HASH_R (signature authentication is not supported)'); return; }
+    const sig = isSigMethod(attrs.authMethod);
+    if (!sig && !hash) { drop('no HASH_R where PSK was negotiated'); return; }
     let gxy: Buffer;
     try { gxy = sa.p1.ke!.computeSecret(ke.data); } catch (e) { if (e instanceof StyxError) { drop(`KE: ${e.message}`); return; } throw e; }
     const rid: Identity = { type: id.idType, data: id.data };
@@ -133,13 +169,20 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
       await ctx.destroy(sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
       return;
     }
-    const psk = findPsk(ctx, identityText(sa.localId!), identityText(rid));
-    if (!psk) { await ctx.destroy(sa, `no PSK for '${identityText(sa.localId!)}' - '${identityText(rid)}'`); return; }
+    const psk = sig ? null : findPsk(ctx, identityText(sa.localId!), identityText(rid));
+    if (!sig && !psk) { await ctx.destroy(sa, `no PSK for '${identityText(sa.localId!)}' - '${identityText(rid)}'`); return; }
     sa.cookieR = Buffer.from(msg.header.cookieR);
     sa.attrs = attrs;
     sa.p1.gxr = ke.data; sa.p1.nr = nr.data;
-    derivePhase1(sa, psk, gxy);
-    if (!hashMatches(hashR(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'AM2', 'HASH_R differs'); return; }
+    derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
+    if (!sig && !hashMatches(hashR(sa, idBody(id)), hash!.data)) { await phase1AuthFailed(ctx, sa, 'AM2', 'HASH_R differs'); return; }
+    if (sig) {
+      try { await verifyPeer(sa, rid, p, hashR(sa, idBody(id))); } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+        await refusePeer(ctx, sa, rid, e, 'AM2', null);
+        return;
+      }
+    }
     sa.received(0, raw);
     sa.remoteId = rid;
     readVendorIds(sa, p);
@@ -147,8 +190,20 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     applyPeerLifetime(sa, p);
     detectNat(sa, p, local, remote);
     floatToNatT(ctx, sa);
+    noteCertReqs(sa, p);
+    const ourHash = hashI(sa, sa.p1.idiB);
+    let proof: V1Payload[] = [{ type: V1PayloadType.HASH, data: ourHash }];
+    if (sig) {
+      try { proof = (await signLocal(sa, ourHash)).payloads; } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+        ctx.log.error(`${sa.tag}: cannot sign AM3 with our certificate: ${e.message}`);
+        await tellPeerFailed(ctx, sa);
+        await ctx.destroy(sa, `cannot sign with our certificate: ${e.message}`);
+        return;
+      }
+    }
     // AM3 is final: it is not retransmitted by itself, only in answer to a repeated AM2.
-    sa.send(0, sa.encodeEncrypted(AM, 0, [{ type: V1PayloadType.HASH, data: hashI(sa, sa.p1.idiB) }, ...natPayloads(sa), initialContact(sa)]), 'AM3', false);
+    sa.send(0, sa.encodeEncrypted(AM, 0, [...proof, ...natPayloads(sa), initialContact(sa)]), 'AM3', false);
     established(ctx, sa, p);
     return;
   }
@@ -156,9 +211,18 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     const o = openPhase1(ctx, sa, msg, AM, 3);
     if (!o.ok) { if (o.fatal) await phase1AuthFailed(ctx, sa, 'AM3', o.why); else drop(o.why); return; }
     const hash = findV1Payload(o.payloads, V1PayloadType.HASH);
-    if (!hash) { drop('no HASH_I'); return; }
-    if (!hashMatches(hashI(sa, sa.p1.idiB), hash.data)) { await phase1AuthFailed(ctx, sa, 'AM3', 'HASH_I differs'); return; }
-    if (msg.encrypted) sa.iv!.advance(0, msg.ciphertext);
+    const ciphertext = msg.encrypted ? msg.ciphertext : null;
+    if (!isSigMethod(sa.attrs!.authMethod)) {
+      if (!hash) { drop('no HASH_I where PSK was negotiated'); return; }
+      if (!hashMatches(hashI(sa, sa.p1.idiB), hash.data)) { await phase1AuthFailed(ctx, sa, 'AM3', 'HASH_I differs'); return; }
+    } else {
+      try { await verifyPeer(sa, sa.remoteId!, o.payloads, hashI(sa, sa.p1.idiB)); } catch (e) {
+        if (!(e instanceof AuthError)) throw e;
+        await refusePeer(ctx, sa, sa.remoteId!, e, 'AM3', ciphertext);
+        return;
+      }
+    }
+    if (ciphertext) sa.iv!.advance(0, ciphertext);
     sa.received(0, raw);
     sa.onGiveUp = null;
     errorNotify(sa, o.payloads, 'AM3');

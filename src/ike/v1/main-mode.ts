@@ -1,15 +1,17 @@
 /**
  * Main Mode (RFC 2409 5, identity protection) with pre-shared keys
- * (RFC 2409 5.4), both roles:
+ * (RFC 2409 5.4) or signatures (5.1), both roles:
  *
  *   MM1  HDR, SA, VID                       -->
  *   MM2                                     <--  HDR, SA, VID
- *   MM3  HDR, KE, Ni, NAT-D, NAT-D          -->
- *   MM4                                     <--  HDR, KE, Nr, NAT-D, NAT-D
- *   MM5  HDR*, IDii, HASH_I [, N(INITIAL-CONTACT)] -->
- *   MM6                                     <--  HDR*, IDir, HASH_R
+ *   MM3  HDR, KE, Ni, NAT-D, NAT-D [, CR]   -->
+ *   MM4                                     <--  HDR, KE, Nr, NAT-D, NAT-D [, CR]
+ *   MM5  HDR*, IDii, [CERT,] HASH_I | SIG_I [, N(INITIAL-CONTACT)] -->
+ *   MM6                                     <--  HDR*, IDir, [CERT,] HASH_R | SIG_R
  *
- * NAT-D per RFC 3947 3.2; the initiator floats to 4500 before MM5 (4).
+ * NAT-D per RFC 3947 3.2; the initiator floats to 4500 before MM5 (4). CR
+ * (RFC 2408 3.10) rides with the key exchange, where peers look for it, so
+ * the certificates in MM5/MM6 can be the ones asked for.
  */
 import { createV1KeyExchange } from '../../crypto/ikev1/index.js';
 import type { Endpoint } from '../../dataplane/api.js';
@@ -19,6 +21,7 @@ import {
   findV1Payload, walkV1PayloadChain, ISAKMP_HEADER_LENGTH,
   type IsakmpMessage, type IsakmpPlainMessage, type V1Payload,
 } from '../../wire/ikev1/index.js';
+import { AuthError } from '../../auth/errors.js';
 import { configIdText, identityMatches, identityText, type Identity } from '../identity.js';
 import type { V1Context } from './context.js';
 import { IkeSaV1 } from './ike-sa.js';
@@ -27,7 +30,8 @@ import {
   applyPeerLifetime, candidates, connectionPsk, derivePhase1, detectNat, established, findPsk, floatToNatT,
   hashI, hashMatches, hashR, initialContact, natPayloads, ourIdPayload, ourVendorIds, readVendorIds, responderLifetime,
 } from './phase1.js';
-import { acceptPhase1Reply, describePhase1, phase1SaPayload, phase1Transforms, selectPhase1 } from './proposals.js';
+import { acceptPhase1Reply, describePhase1, phase1SaPayload, selectPhase1 } from './proposals.js';
+import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
 
 const MM = V1ExchangeType.IDENTITY_PROTECTION;
 
@@ -77,21 +81,25 @@ export function openPhase1(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMessage, exch
   }
 }
 
-/** The wrong-PSK verdict: one clear line, counted, and the SA gone. */
+/**
+ * The wrong-PSK verdict: one clear line, counted, and the SA gone. With
+ * signatures SKEYID takes no secret of ours, so keys that differ point at
+ * a broken peer or a forged message instead.
+ */
 export async function phase1AuthFailed(ctx: V1Context, sa: IkeSaV1, what: string, why: string): Promise<void> {
   ctx.counters.authFailures++;
   ctx.counters.integrityFailures++;
-  const reason = `${what} from ${sa.remote.address} does not verify: wrong PSK?`;
+  const reason = `${what} from ${sa.remote.address} does not verify: ${isSigMethod(sa.attrs?.authMethod) ? 'the peer derived other keys' : 'wrong PSK?'}`;
   ctx.log.error(`${sa.tag}: ${reason} (${why})`);
   await ctx.destroy(sa, reason);
 }
 
 export function startMainMode(ctx: V1Context, sa: IkeSaV1): void {
-  sa.p1.offered = phase1Transforms(sa.conn, sa.conn.lifetime);
+  sa.p1.offered = phase1Offer(sa.conn, sa.conn.lifetime);
   const saP = phase1SaPayload(sa.p1.offered);
   sa.p1.saiB = ourSaBody(saP);
   sa.setStep('MAIN_I1');
-  sa.log.info(`${sa.tag}: initiating Main Mode to ${sa.remote.address}[${sa.remote.port}], offering ${sa.p1.offered.map(describePhase1).join(', ')}`);
+  sa.log.info(`${sa.tag}: initiating Main Mode to ${sa.remote.address}[${sa.remote.port}], offering ${sa.p1.offered.map(describePhase1).join(', ')} with ${methodText(sa.p1.offered[0]!.authMethod)}`);
   sa.send(0, sa.encodePlain(MM, 0, [saP, ...ourVendorIds()]), 'MM1', true);
 }
 
@@ -106,7 +114,12 @@ export function respondMainMode1(ctx: V1Context, msg: IsakmpPlainMessage, raw: B
   }
   const saP = findV1Payload(msg.payloads, V1PayloadType.SA)!;
   for (const conn of candidates(ctx, local, remote)) {
-    const ours = phase1Transforms(conn, conn.lifetime);
+    let ours;
+    try { ours = phase1Offer(conn, conn.lifetime); } catch (e) {
+      if (!(e instanceof StyxError)) throw e;
+      ctx.log.warn(`Main Mode from ${remote.address}: connection ${conn.name} cannot answer: ${e.message}`);
+      continue;
+    }
     const choice = selectPhase1(ours, saP);
     if (!choice) continue;
     const sa = new IkeSaV1(conn, false, false, Buffer.from(h.cookieI), local, remote, ctx.sender, ctx.clock, ctx.log);
@@ -161,24 +174,28 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
       sa.p1.gxi = ke.publicValue;
       sa.p1.ni = ctx.nonce();
       sa.setStep('MAIN_I2');
-      sa.send(0, sa.encodePlain(MM, 0, [{ type: V1PayloadType.KE, data: ke.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.ni }, ...natPayloads(sa)]), 'MM3', true);
+      const cr = isSigMethod(attrs.authMethod) ? await certReqPayloads(sa.conn, ctx.log, sa.tag) : [];
+      sa.send(0, sa.encodePlain(MM, 0, [{ type: V1PayloadType.KE, data: ke.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.ni }, ...natPayloads(sa), ...cr]), 'MM3', true);
       return;
     }
     case 'MAIN_R1': {
       const p = plain(3);
       if (!p) return;
       const ke = findV1Payload(p, V1PayloadType.KE)!, ni = findV1Payload(p, V1PayloadType.NONCE)!;
-      const psk = connectionPsk(ctx, sa.conn, sa.local, sa.remote);
-      if (!psk) { ctx.log.error(`${sa.tag}: no PSK for ${sa.conn.name} and peer ${sa.remote.address}`); await ctx.destroy(sa, 'no PSK for the peer'); return; }
+      const sig = isSigMethod(sa.attrs!.authMethod);
+      const psk = sig ? null : connectionPsk(ctx, sa.conn, sa.local, sa.remote);
+      if (!sig && !psk) { ctx.log.error(`${sa.tag}: no PSK for ${sa.conn.name} and peer ${sa.remote.address}`); await ctx.destroy(sa, 'no PSK for the peer'); return; }
       const mine = createV1KeyExchange(sa.attrs!.group);
       let gxy: Buffer;
       try { gxy = mine.computeSecret(ke.data); } catch (e) { if (e instanceof StyxError) { drop(`KE: ${e.message}`); return; } throw e; }
       sa.p1.gxi = ke.data; sa.p1.gxr = mine.publicValue; sa.p1.ni = ni.data; sa.p1.nr = ctx.nonce();
       sa.received(0, raw);
+      noteCertReqs(sa, p);
       detectNat(sa, p, local, remote);
-      derivePhase1(sa, psk, gxy);
+      derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
       sa.setStep('MAIN_R2');
-      sa.send(0, sa.encodePlain(MM, 0, [{ type: V1PayloadType.KE, data: mine.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.nr }, ...natPayloads(sa)]), 'MM4', false);
+      const cr = sig ? await certReqPayloads(sa.conn, ctx.log, sa.tag) : [];
+      sa.send(0, sa.encodePlain(MM, 0, [{ type: V1PayloadType.KE, data: mine.publicValue }, { type: V1PayloadType.NONCE, data: sa.p1.nr }, ...natPayloads(sa), ...cr]), 'MM4', false);
       return;
     }
     case 'MAIN_I2': {
@@ -187,38 +204,77 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
       const ke = findV1Payload(p, V1PayloadType.KE)!, nr = findV1Payload(p, V1PayloadType.NONCE)!;
       let gxy: Buffer;
       try { gxy = sa.p1.ke!.computeSecret(ke.data); } catch (e) { if (e instanceof StyxError) { drop(`KE: ${e.message}`); return; } throw e; }
-      const psk = findPsk(ctx, identityText(ourIdPayloadIdentity(sa)), configIdText(sa.conn.remote.id) === '%any' ? sa.remote.address : configIdText(sa.conn.remote.id));
-      if (!psk) { await ctx.destroy(sa, `no PSK for ${sa.conn.name}`); return; }
+      const sig = isSigMethod(sa.attrs!.authMethod);
+      const psk = sig ? null : findPsk(ctx, identityText(ourIdPayloadIdentity(sa)), configIdText(sa.conn.remote.id) === '%any' ? sa.remote.address : configIdText(sa.conn.remote.id));
+      if (!sig && !psk) { await ctx.destroy(sa, `no PSK for ${sa.conn.name}`); return; }
       sa.p1.gxr = ke.data; sa.p1.nr = nr.data;
       sa.received(0, raw);
+      noteCertReqs(sa, p);
       detectNat(sa, p, local, remote);
-      derivePhase1(sa, psk, gxy);
+      derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
       floatToNatT(ctx, sa);
       const id = ourIdPayload(sa);
+      const ourHash = hashI(sa, idBody(id));
+      let proof: V1Payload[] = [{ type: V1PayloadType.HASH, data: ourHash }];
+      let how = 'PSK';
+      if (sig) {
+        try { ({ payloads: proof, how } = await signLocal(sa, ourHash)); } catch (e) {
+          if (!(e instanceof AuthError)) throw e;
+          ctx.log.error(`${sa.tag}: cannot sign MM5 with our certificate: ${e.message}`);
+          await ctx.destroy(sa, `cannot sign with our certificate: ${e.message}`);
+          return;
+        }
+        // A peer that refuses our certificate answers with an Informational, or not at all: say so rather than blame a PSK.
+        sa.onGiveUp = (_mid, what) => { void ctx.destroy(sa, `${sa.remote.address} did not answer ${what}: does it trust our certificate?`); };
+      }
       sa.setStep('MAIN_I3');
-      sa.log.info(`${sa.tag}: authenticating as '${identityText(sa.localId!)}' with PSK`);
-      sa.send(0, sa.encodeEncrypted(MM, 0, [id, { type: V1PayloadType.HASH, data: hashI(sa, idBody(id)) }, initialContact(sa)]), 'MM5', true);
+      sa.log.info(`${sa.tag}: authenticating as '${identityText(sa.localId!)}' with ${how}`);
+      sa.send(0, sa.encodeEncrypted(MM, 0, [id, ...proof, initialContact(sa)]), 'MM5', true);
       return;
     }
     case 'MAIN_R2': {
       const o = openPhase1(ctx, sa, msg, MM, 5);
       if (!o.ok) { if (o.fatal) await phase1AuthFailed(ctx, sa, 'MM5', o.why); else drop(o.why); return; }
       const id = findV1Payload(o.payloads, V1PayloadType.ID)!, hash = findV1Payload(o.payloads, V1PayloadType.HASH);
-      if (!hash) { drop('no HASH_I (signature authentication is not supported)'); return; }
-      if (!hashMatches(hashI(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM5', 'HASH_I differs'); return; }
       const rid: Identity = { type: id.idType, data: id.data };
+      const sig = isSigMethod(sa.attrs!.authMethod);
+      const ciphertext = msg.encrypted ? msg.ciphertext : null;
+      if (!sig) {
+        if (!hash) { drop('no HASH_I where PSK was negotiated'); return; }
+        if (!hashMatches(hashI(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM5', 'HASH_I differs'); return; }
+      }
       if (!identityMatches(sa.conn.remote.id, rid)) {
         ctx.counters.authFailures++;
         ctx.log.error(`${sa.tag}: peer identity '${identityText(rid)}' is not ${sa.conn.name}'s '${configIdText(sa.conn.remote.id)}'`);
+        if (sig && ciphertext) { sa.iv!.advance(0, ciphertext); await tellPeerFailed(ctx, sa); }
         await ctx.destroy(sa, `peer identity '${identityText(rid)}' not accepted`);
         return;
       }
-      if (msg.encrypted) sa.iv!.advance(0, msg.ciphertext);
+      if (sig) {
+        try { await verifyPeer(sa, rid, o.payloads, hashI(sa, idBody(id))); } catch (e) {
+          if (!(e instanceof AuthError)) throw e;
+          await refusePeer(ctx, sa, rid, e, 'MM5', ciphertext);
+          return;
+        }
+      }
+      if (ciphertext) sa.iv!.advance(0, ciphertext);
       sa.received(0, raw);
       followPeer(sa, local, remote);
       sa.remoteId = rid;
+      noteCertReqs(sa, o.payloads);
       const my = ourIdPayload(sa);
-      sa.send(0, sa.encodeEncrypted(MM, 0, [my, { type: V1PayloadType.HASH, data: hashR(sa, idBody(my)) }]), 'MM6', false);
+      const ourHash = hashR(sa, idBody(my));
+      let proof: V1Payload[] = [{ type: V1PayloadType.HASH, data: ourHash }];
+      if (sig) {
+        try { proof = (await signLocal(sa, ourHash)).payloads; } catch (e) {
+          if (!(e instanceof AuthError)) throw e;
+          ctx.log.error(`${sa.tag}: cannot sign MM6 with our certificate: ${e.message}`);
+          await tellPeerFailed(ctx, sa);
+          await ctx.destroy(sa, `cannot sign with our certificate: ${e.message}`);
+          return;
+        }
+      }
+      sa.send(0, sa.encodeEncrypted(MM, 0, [my, ...proof]), 'MM6', false);
       established(ctx, sa, o.payloads);
       return;
     }
@@ -230,15 +286,28 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
         return;
       }
       const id = findV1Payload(o.payloads, V1PayloadType.ID)!, hash = findV1Payload(o.payloads, V1PayloadType.HASH);
-      if (!hash) { drop('no HASH_R'); return; }
-      if (!hashMatches(hashR(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM6', 'HASH_R differs'); return; }
       const rid: Identity = { type: id.idType, data: id.data };
+      const sig = isSigMethod(sa.attrs!.authMethod);
+      const ciphertext = msg.encrypted ? msg.ciphertext : null;
+      if (!sig) {
+        if (!hash) { drop('no HASH_R where PSK was negotiated'); return; }
+        if (!hashMatches(hashR(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM6', 'HASH_R differs'); return; }
+      }
       if (!identityMatches(sa.conn.remote.id, rid)) {
         ctx.counters.authFailures++;
-        await ctx.destroy(sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
+        const why = `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`;
+        if (sig) { ctx.log.error(`${sa.tag}: AUTHENTICATION_FAILED: ${why} (MM6)`); if (ciphertext) sa.iv!.advance(0, ciphertext); await tellPeerFailed(ctx, sa); }
+        await ctx.destroy(sa, why);
         return;
       }
-      if (msg.encrypted) sa.iv!.advance(0, msg.ciphertext);
+      if (sig) {
+        try { await verifyPeer(sa, rid, o.payloads, hashR(sa, idBody(id))); } catch (e) {
+          if (!(e instanceof AuthError)) throw e;
+          await refusePeer(ctx, sa, rid, e, 'MM6', ciphertext);
+          return;
+        }
+      }
+      if (ciphertext) sa.iv!.advance(0, ciphertext);
       sa.received(0, raw);
       sa.remoteId = rid;
       established(ctx, sa, o.payloads);

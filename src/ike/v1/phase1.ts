@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import type { ConnectionConfig } from '../../config/model.js';
 import {
-  V1IvChain, v1Cipher, v1DerivePhase1Keys, v1Digest, v1HashI, v1HashR, type V1Phase1Transcript,
+  V1IvChain, v1Cipher, v1DerivePhase1Keys, v1Digest, v1HashI, v1HashR, type V1Phase1Transcript, type V1SkeyidAuth,
 } from '../../crypto/ikev1/index.js';
 import type { Endpoint } from '../../dataplane/api.js';
 import { ByteReader, safeEqual } from '../../util/bytes.js';
@@ -25,6 +25,7 @@ import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
 import { idBody, phase1IdPayload } from './ids.js';
 import { describePhase1 } from './proposals.js';
+import { authHashId, methodText } from './sig.js';
 
 const vid = (hex: string): V1VendorIdPayload => ({ type: V1PayloadType.VID, data: Buffer.from(hex, 'hex') });
 
@@ -164,23 +165,31 @@ function inCidr(cidr: string, address: string): boolean {
   return true;
 }
 
-/** RFC 2409 5 and appendix B: SKEYID*, the cipher key and the first IV, once g^xy and both nonces are known. */
-export function derivePhase1(sa: IkeSaV1, psk: Buffer, gxy: Buffer): void {
+/**
+ * RFC 2409 5 and appendix B: SKEYID*, the cipher key and the first IV, once
+ * g^xy and both nonces are known. SKEYID is keyed by the PSK, or with
+ * signatures by the nonces alone (5.1).
+ */
+export function derivePhase1(sa: IkeSaV1, auth: V1SkeyidAuth, gxy: Buffer): void {
   const a = sa.attrs!;
   const cipher = v1Cipher(a.encryption, a.keyLength);
-  const keys = v1DerivePhase1Keys({ hashId: a.hash, auth: { method: 'psk', psk }, niB: sa.p1.ni, nrB: sa.p1.nr, gxy, ckyI: sa.cookieI, ckyR: sa.cookieR, keyBytes: cipher.keyBytes });
+  const keys = v1DerivePhase1Keys({ hashId: a.hash, auth, niB: sa.p1.ni, nrB: sa.p1.nr, gxy, ckyI: sa.cookieI, ckyR: sa.cookieR, keyBytes: cipher.keyBytes });
   sa.cipher = cipher;
   sa.keys = keys;
   sa.iv = new V1IvChain(a.hash, cipher.blockBytes, sa.p1.gxi, sa.p1.gxr);
-  sa.p1.psk = psk;
+  sa.p1.psk = auth.method === 'psk' ? auth.psk : null;
   sa.log.secret(() => `${sa.tag}: SKEYID ${keys.skeyid.toString('hex')} SKEYID_d ${keys.skeyidD.toString('hex')} SKEYID_a ${keys.skeyidA.toString('hex')} SKEYID_e ${keys.skeyidE.toString('hex')} ENC_KEY ${keys.encryptionKey.toString('hex')}`);
 }
 
 const transcript = (sa: IkeSaV1): V1Phase1Transcript => ({ gxi: sa.p1.gxi, gxr: sa.p1.gxr, ckyI: sa.cookieI, ckyR: sa.cookieR, saiB: sa.p1.saiB });
 
-/** RFC 2409 5: HASH_I over the initiator's ID body, HASH_R over the responder's. */
-export function hashI(sa: IkeSaV1, idB: Buffer): Buffer { return v1HashI(sa.hashId, sa.keys!.skeyid, transcript(sa), idB); }
-export function hashR(sa: IkeSaV1, idB: Buffer): Buffer { return v1HashR(sa.hashId, sa.keys!.skeyid, transcript(sa), idB); }
+/**
+ * RFC 2409 5: HASH_I over the initiator's ID body, HASH_R over the
+ * responder's; sent as they are with PSK, signed with signatures (5.1), and
+ * for the ECDSA methods made with the method's own hash (see authHashId).
+ */
+export function hashI(sa: IkeSaV1, idB: Buffer): Buffer { return v1HashI(authHashId(sa.attrs!), sa.keys!.skeyid, transcript(sa), idB); }
+export function hashR(sa: IkeSaV1, idB: Buffer): Buffer { return v1HashR(authHashId(sa.attrs!), sa.keys!.skeyid, transcript(sa), idB); }
 
 /** Our phase 1 ID payload, remembered on the SA. */
 export function ourIdPayload(sa: IkeSaV1): V1Payload & { type: typeof V1PayloadType.ID } {
@@ -211,7 +220,7 @@ export function applyPeerLifetime(sa: IkeSaV1, payloads: readonly V1Payload[]): 
 export function established(ctx: V1Context, sa: IkeSaV1, payloads: readonly V1Payload[]): void {
   sa.establishedAt = ctx.clock.now();
   sa.setStep('ESTABLISHED');
-  sa.setState('ESTABLISHED', `${sa.aggressive ? 'Aggressive' : 'Main'} Mode, '${identityText(sa.localId!)}' <-> '${identityText(sa.remoteId!)}' with PSK, ${describePhase1(sa.attrs!)}, lifetime ${sa.lifetime}s${sa.peer.dpd ? ', peer does DPD' : ''}`);
+  sa.setState('ESTABLISHED', `${sa.aggressive ? 'Aggressive' : 'Main'} Mode, '${identityText(sa.localId!)}' <-> '${identityText(sa.remoteId!)}' with ${methodText(sa.attrs!.authMethod)}, ${describePhase1(sa.attrs!)}, lifetime ${sa.lifetime}s${sa.peer.dpd ? ', peer does DPD' : ''}`);
   ctx.counters.ikeEstablished++;
   // RFC 2407 4.6.3.3: the peer has no other SA with us any more; ours are stale.
   if (findV1Notify(payloads, V1NotifyType.INITIAL_CONTACT)) {
