@@ -13,6 +13,10 @@
  * second octet grows past 250 tunnels). Both sides have the same rekey
  * times, so both start rekeys (with styx's 10% jitter deciding who is first).
  *
+ * At the end every tunnel is terminated and, 3 s later (past the 2 s an
+ * old inbound SA lingers), both daemons are read once more: the data plane
+ * and the SA tables should then be empty, and the heap back near its start.
+ *
  * Memory: VmRSS and VmHWM from /proc/PID/status, and the JS heap after a
  * full GC, which each styxd reports on SIGUSR2 through a preloaded hook
  * (NODE_OPTIONS=--expose-gc --require; styx itself has no such command).
@@ -191,9 +195,11 @@ function table(rows: string[][]): string {
 
 function sampleRow(side: string, s: Sample): string[] {
   return [side, s.t.toFixed(0), String(s.ike), String(s.ikeUp), String(s.children), String(s.childrenInstalled), String(s.healthy),
+    String(s.stats['dataplane.sas'] ?? '-'), String(s.stats['dataplane.policies'] ?? '-'),
     mib(s.mem.rssKiB), mib(s.mem.hwmKiB), mb(s.mem.heapUsed), mb(s.mem.heapTotal), mb(s.mem.external)];
 }
-const SAMPLE_HEAD = ['side', 't/s', 'IKE SAs', 'estab.', 'CHILD_SAs', 'installed', 'healthy', 'RSS MiB', 'HWM MiB', 'heap MiB', 'heapTot MiB', 'ext MiB'];
+/** dp SAs/policies: what the data plane holds; two per CHILD_SA, plus replaced inbound SAs lingering 2 s. */
+const SAMPLE_HEAD = ['side', 't/s', 'IKE SAs', 'estab.', 'CHILD_SAs', 'installed', 'healthy', 'dp SAs', 'dp pol.', 'RSS MiB', 'HWM MiB', 'heap MiB', 'heapTot MiB', 'ext MiB'];
 
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
@@ -245,9 +251,22 @@ async function main(): Promise<void> {
     }
     const last = series.slice(-2).map(([, s]) => s);
 
-    console.log('\nstart and end');
-    const rows: string[][] = [['', 'left start', 'left end', 'right start', 'right end']];
-    const both = (f: (s: Sample) => string): string[] => [f(first[0]!), f(last[0]!), f(first[1]!), f(last[1]!)];
+    // With every tunnel terminated and the lingering inbound SAs gone, whatever
+    // the data plane or the SA tables still hold was leaked on the way.
+    const logAtEnd = sides.map(([, s]) => s.d.logMark());
+    for (let n = 0; n < o.tunnels; n += 10) {
+      await Promise.all(Array.from({ length: Math.min(10, o.tunnels - n) }, (_, i) => left.d.styxRun(['terminate', `t${n + i}`])));
+    }
+    await waitFor('both sides to list no SA', 60_000, async () => {
+      const [a, b] = await Promise.all([left.d.listJson(), right.d.listJson()]);
+      return a.length === 0 && b.length === 0 ? true : undefined;
+    }, 500);
+    await sleep(3000);
+    const after = await Promise.all(sides.map(([, s]) => sample(s.d, s.memFile, t0, o.tunnels)));
+
+    console.log('\nstart, end, and after terminating every tunnel (3 s later)');
+    const rows: string[][] = [['', 'left start', 'left end', 'left after', 'right start', 'right end', 'right after']];
+    const both = (f: (s: Sample) => string): string[] => [f(first[0]!), f(last[0]!), f(after[0]!), f(first[1]!), f(last[1]!), f(after[1]!)];
     rows.push(['seconds', ...both((s) => s.t.toFixed(0))]);
     rows.push(['IKE SAs (established)', ...both((s) => `${s.ike} (${s.ikeUp})`)]);
     rows.push(['CHILD_SAs (installed)', ...both((s) => `${s.children} (${s.childrenInstalled})`)]);
@@ -260,17 +279,20 @@ async function main(): Promise<void> {
     const statKeys = [...new Set([...Object.keys(first[0]!.stats), ...Object.keys(first[1]!.stats)])].sort();
     // Counters that stayed 0 on both sides (IKEv1, NAT, ESP with the memory data plane) are left out.
     for (const k of statKeys) {
-      if ([first[0]!, last[0]!, first[1]!, last[1]!].every((s) => !s.stats[k])) continue;
+      if ([first[0]!, last[0]!, after[0]!, first[1]!, last[1]!, after[1]!].every((s) => !s.stats[k])) continue;
       rows.push([`stats ${k}`, ...both((s) => String(s.stats[k] ?? '-'))]);
     }
     console.log(table(rows));
 
     console.log(`\nlog lines over the ${o.duration} s`);
-    const counts = sides.map(([, s], i) => logCounts(Buffer.from(s.d.logText()).subarray(marks[i]).toString('utf8')));
+    const counts = sides.map(([, s], i) => logCounts(Buffer.from(s.d.logText()).subarray(marks[i], logAtEnd[i]).toString('utf8')));
     console.log(table([['', 'left', 'right'], ...Object.keys(counts[0]!).map((k) => [k, String(counts[0]![k]), String(counts[1]![k])])]));
     const sum = (k: string): number => counts.reduce((n, c) => n + c[k]!, 0);
     console.log(`\nrekeys started by either side: ${sum('CHILD_SA rekeys started')} of CHILD_SAs (${(sum('CHILD_SA rekeys started') / o.tunnels).toFixed(1)} per tunnel), `
       + `${sum('IKE SA rekeys started')} of IKE SAs (${(sum('IKE SA rekeys started') / o.tunnels).toFixed(1)} per tunnel) in ${o.duration} s`);
+    const warns = sides.map(([name, s], i) => Buffer.from(s.d.logText()).subarray(marks[i], logAtEnd[i]).toString('utf8')
+      .split('\n').filter((l) => / (WARN|ERROR) /.test(l)).slice(0, 5).map((l) => `  ${name}: ${l}`)).flat();
+    if (warns.length) console.log(`first warnings and errors:\n${warns.join('\n')}`);
     if (o.keep) console.log(`logs kept in ${join(topo.dir('.'))}`);
   } finally {
     await Promise.all(daemons.map((d) => d.stop()));
