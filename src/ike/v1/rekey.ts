@@ -16,6 +16,11 @@ import { spiHex, type ChildSa } from '../v2/child-sa.js';
 import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
 import { deleteIsakmp } from './info.js';
+import { quickStates } from './quick.js';
+
+/** How long a replaced ISAKMP SA may stay for Quick Modes still running over it. */
+const RETIRE_WAIT_MS = 10_000;
+const RETIRE_POLL_MS = 250;
 
 /** What the rekey needs from the manager beyond V1Context: starting a phase 1 as initiator. */
 export interface V1RekeyHost extends V1Context {
@@ -99,7 +104,26 @@ export async function isakmpUp(ctx: V1Context, next: IkeSaV1): Promise<void> {
   next.replaces = null;
   if (!old || old.state === 'DESTROYED') return;
   ctx.log.info(`${old.tag}: ISAKMP SA rekeyed into ${next.tag}`);
-  await old.enqueue(() => deleteIsakmp(ctx, old, `rekeyed into ${next.tag}`));
+  retire(ctx, old, next, 0);
+}
+
+/**
+ * Deletes a replaced ISAKMP SA once no Quick Mode runs over it any more: the
+ * peer drops an exchange with the SA, and a pair it would have made (or a
+ * rekey it would have done) would be lost. Pairs such an exchange made go to
+ * the new SA first.
+ */
+function retire(ctx: V1Context, old: IkeSaV1, next: IkeSaV1, waited: number): void {
+  if (old.state === 'DESTROYED') return;
+  if (quickStates(old).size > 0 && waited < RETIRE_WAIT_MS) {
+    if (waited === 0) ctx.log.info(`${old.tag}: waiting for ${quickStates(old).size} Quick Mode(s) before deleting it`);
+    ctx.clock.setTimeout(() => retire(ctx, old, next, waited + RETIRE_POLL_MS), RETIRE_POLL_MS);
+    return;
+  }
+  void old.enqueue(async () => {
+    handOver(ctx, old);
+    await deleteIsakmp(ctx, old, `rekeyed into ${next.tag}`);
+  });
 }
 
 /**

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import type { Direction, Endpoint } from '../../../src/dataplane/api.js';
 import type { MemoryBackend } from '../../../src/dataplane/backends/memory/index.js';
 import type { IkeSaV1 } from '../../../src/ike/v1/ike-sa.js';
+import { initiateQuick } from '../../../src/ike/v1/quick.js';
+import { rekeyIsakmp } from '../../../src/ike/v1/rekey.js';
 import { decodeIsakmpHeader, V1ExchangeType } from '../../../src/wire/ikev1/index.js';
 import { LEFT, PortNat, RIGHT, V1Peers, v1Config } from './two-peers.js';
 
@@ -111,6 +113,26 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     await p.advance(30_000, 1000);
     onePairNoLeak(p);
     assert.equal(count(p, /ISAKMP SA destroyed: superseded by /), 1, p.dump());
+  });
+
+  it('a Quick Mode rekey still running over the old ISAKMP SA finishes before that SA is deleted, and its pair moves to the new one', async function () {
+    const p = new V1Peers();
+    await p.establish();
+    const { l } = onePairNoLeak(p);
+    const old = l.children[0]!;
+    // The responder's first QM2 is lost, so the Quick Mode outlasts the new Main Mode.
+    let dropped = 0;
+    p.tap = (d, from) => (from.address === RIGHT.address && decodeIsakmpHeader(d).exchangeType === V1ExchangeType.QUICK && dropped++ === 0 ? null : d);
+    void l.enqueue(() => initiateQuick(p.left, l, old.config, old));
+    void l.enqueue(() => rekeyIsakmp(p.left, l));
+    await p.settle();
+    assert.equal(p.left.sas.length, 2, p.dump());
+    assert.ok(count(p, /waiting for 1 Quick Mode\(s\) before deleting it/) === 1, p.dump());
+    await p.advance(6000, 250);
+    const now = onePairNoLeak(p);
+    assert.notEqual(now.l, l);
+    assert.notEqual(now.l.children[0]!.spiIn, old.spiIn);
+    assert.equal(old.state, 'DELETED');
   });
 
   it('follows a peer behind a NAT to its new mapping on its DPD R-U-THERE: updateSa both ways, the answer and the listing use the new port', async function () {
