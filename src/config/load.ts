@@ -34,7 +34,7 @@ const DAEMON_KEYS = ['listen', 'port', 'nat_port', 'control_socket', 'dataplane'
 const CONN_KEYS = [
   'version', 'local_addrs', 'remote_addrs', 'local_port', 'remote_port', 'proposals', 'local', 'remote',
   'start_action', 'rekey_time', 'lifetime', 'aggressive', 'encap', 'dpd_delay', 'dpd_timeout', 'dpd_action',
-  'retransmit', 'fragmentation', 'fragment_size', 'children',
+  'retransmit', 'fragmentation', 'fragment_size', 'reauth_time', 'children',
 ] as const;
 const AUTH_KEYS = ['auth', 'id', 'cert', 'key', 'cacerts', 'crls', 'signature'] as const;
 /** Keys that only make sense on one side of a pubkey connection. */
@@ -364,6 +364,10 @@ function parseConnection(name: string, v: Value, baseDir: string, daemon: Daemon
   const legacy = ikeProposals.find((p) => p.encr.some((e) => e.id === EncrId.ENCR_3DES) || p.dh.includes(DhId.MODP_1024));
   if (legacy && version !== 1) m.get('proposals').fail(`'${legacy.text}': 3des and modp1024 are legacy and allowed only with version: 1`);
   const { rekeyTime, lifetime } = parseLifetimes(m, 14400);
+  // Reauthentication: a whole new IKE SA before the old one goes (make-before-break); 0 = off.
+  const reauthTime = m.opt('reauth_time', (x) => x.duration(), 0);
+  if (reauthTime > 0 && reauthTime >= lifetime) m.get('reauth_time').fail(`reauth_time (${reauthTime}s) must be shorter than lifetime (${lifetime}s)`);
+  if (reauthTime > 0 && version !== 2) m.get('reauth_time').fail('reauth_time is for IKEv2 connections');
 
   const dpdDelay = m.opt('dpd_delay', (x) => x.duration(), 0);
   const dpdTimeout = m.opt('dpd_timeout', (x) => x.duration(), 150);
@@ -400,7 +404,7 @@ function parseConnection(name: string, v: Value, baseDir: string, daemon: Daemon
     remotePort: m.opt('remote_port', (x) => x.int(1, 65535), 500),
     ikeProposals, local, remote, children, startAction, aggressive,
     encap: m.opt('encap', (x) => x.bool(), false),
-    rekeyTime, lifetime, dpdDelay, dpdTimeout, dpdAction, retransmit, fragmentation, fragmentSize,
+    rekeyTime, lifetime, reauthTime, dpdDelay, dpdTimeout, dpdAction, retransmit, fragmentation, fragmentSize,
   };
 }
 

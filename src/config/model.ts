@@ -90,6 +90,8 @@ export interface ConnectionConfig {
   dpdDelay: number;                 // seconds, 0 = off
   dpdTimeout: number;               // seconds
   dpdAction: 'clear' | 'restart' | 'trap';
+  /** Seconds until the IKE SA is replaced by a freshly authenticated one (make-before-break); 0 = off. */
+  reauthTime: number;
   /** RFC 7296 2.4: retransmission policy. */
   retransmit: { timeout: number; tries: number; base: number };
   /** RFC 7383: announce IKEV2_FRAGMENTATION_SUPPORTED and fragment large messages when the peer does too. */

@@ -110,7 +110,8 @@ export async function sendAuthRequest(ctx: V2Context, sa: IkeSaV2): Promise<void
   if (typeof mine === 'string') { ctx.log.error(`${sa.tag}: ${mine}`); await ctx.destroy(sa, mine); return; }
   // 1.2: HDR, SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SA, TSi, TSr}; CERTREQ (3.7) when we verify the responder's certificate.
   const certReq = conn.remote.method === 'pubkey' ? await certReqPayloads([conn], ctx.log, sa.tag) : [];
-  const payloads: Payload[] = [idPayload(PayloadType.IDi, sa.localId), ...mine.certs, ...certReq, notify(NotifyType.INITIAL_CONTACT)];
+  // 3.10.1: INITIAL_CONTACT tells the peer to drop older SAs with us; a reauthentication keeps them until it is done.
+  const payloads: Payload[] = [idPayload(PayloadType.IDi, sa.localId), ...mine.certs, ...certReq, ...(sa.reauthOf ? [] : [notify(NotifyType.INITIAL_CONTACT)])];
   if (conn.remote.id.type !== 'any') payloads.push(idPayload(PayloadType.IDr, localIdentity(conn.remote.id, sa.remote.address)));
   payloads.push(mine.auth);
   if (c.child) {
@@ -226,6 +227,8 @@ export async function handleAuthRequest(ctx: V2Context, sa: IkeSaV2, messageId: 
   established(ctx, sa, mine.how, v.how);
   out.push(...await respondChild(ctx, sa, payloads));
   sa.sendResponse(ExchangeType.IKE_AUTH, messageId, out);
+  // 2.4 / 3.10.1: the peer says it has no other SAs with us (it restarted): ours with it are stale.
+  if (findNotify(payloads, NotifyType.INITIAL_CONTACT)) await ctx.initialContact(sa);
 }
 
 /** The CHILD_SA part of an IKE_AUTH response; a failure here leaves the IKE SA up (1.2). */

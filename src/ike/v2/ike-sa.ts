@@ -95,6 +95,8 @@ export class IkeSaV2 {
   /** Serializes the handling of this SA's messages: one owner at a time. */
   private work: Promise<void> = Promise.resolve();
   onGiveUp: (() => void) | null = null;
+  /** The IKE SA this one reauthenticates (replaces once it is up). */
+  reauthOf: IkeSaV2 | null = null;
   /** Started again by dpd_action restart: a failure to connect is retried. */
   restarted = false;
 

@@ -32,6 +32,8 @@ export interface ManagerEvents {
 }
 
 const COOKIE_SECRET_LIFETIME_MS = 5 * 60 * 1000;
+/** How long a reauthenticated IKE SA and its replacement overlap before the old one is deleted. */
+const REAUTH_OVERLAP_MS = 3000;
 /** Rekeys start up to this fraction before the configured rekey time. */
 const REKEY_JITTER = 0.1;
 const jittered = (seconds: number): number => Math.round(seconds * 1000 * (1 - Math.random() * REKEY_JITTER));
@@ -132,7 +134,51 @@ export class IkeV2Manager implements V2Context {
     }, cfg.lifetime * 1000));
   }
 
+  async initialContact(sa: IkeSaV2): Promise<void> {
+    const same = (a: IkeSaV2['remoteId'], b: IkeSaV2['remoteId']): boolean => !!a && !!b && a.type === b.type && a.data.equals(b.data);
+    for (const other of this.sas) {
+      if (other === sa || other.conn.name !== sa.conn.name || !same(other.remoteId, sa.remoteId) || !same(other.localId, sa.localId)) continue;
+      this.log.info(`${other.tag}: the peer sent INITIAL_CONTACT on ${sa.tag}: dropping this older SA`);
+      await this.destroy(other, 'replaced after the peer sent INITIAL_CONTACT');
+    }
+  }
+
+  /**
+   * Reauthentication (RFC 7296 2.8, make-before-break): a new IKE SA with
+   * fresh authentication and the same CHILD_SAs; the old one is deleted once
+   * the new one carries them.
+   */
+  private reauthenticate(old: IkeSaV2): void {
+    if (old.state !== 'ESTABLISHED' || this.sas.some((s) => s.reauthOf === old)) return;
+    this.log.info(`${old.tag}: reauthenticating (reauth_time ${old.conn.reauthTime}s)`);
+    const first = old.children.find((c) => c.state === 'INSTALLED')?.config ?? old.conn.children[0];
+    const name = first ? `${old.conn.name}/${first.name}` : old.conn.name;
+    let next: IkeSaV2;
+    try { next = this.initiate(name); } catch (e) { this.log.warn(`${old.tag}: reauthentication failed: ${(e as Error).message}`); return; }
+    next.reauthOf = old;
+    const onUp = (s: IkeSaV2, child?: ChildSa): void => {
+      if (s !== next || (first && !child)) return;
+      this.events.off('child-up', onUp); this.events.off('ike-up', onIkeUp);
+      // The other CHILD_SAs the old SA had are created again on the new one before the old one goes.
+      const others = [...new Set(old.children.filter((c) => c.state === 'INSTALLED' && c.config !== first).map((c) => c.config))];
+      for (const cfg of others) void next.enqueue(() => initiateChild(this, next, cfg));
+      next.timers.push(this.clock.setTimeout(() => { void deleteIkeSa(this, old, `reauthenticated as ${next.tag}`); }, REAUTH_OVERLAP_MS));
+    };
+    const onIkeUp = (s: IkeSaV2): void => onUp(s);
+    this.events.on('child-up', onUp);
+    if (!first) this.events.on('ike-up', onIkeUp);
+  }
+
   private scheduleIkeLifetime(sa: IkeSaV2): void {
+    if (sa.conn.reauthTime > 0 && sa.initiator) {
+      const when = jittered(sa.conn.reauthTime);
+      sa.rekeyAt = this.clock.now() + when;
+      sa.timers.push(this.clock.setTimeout(() => this.reauthenticate(sa), when));
+      sa.timers.push(this.clock.setTimeout(() => {
+        if (sa.state !== 'DESTROYED') { this.log.info(`${sa.tag}: IKE SA reached its lifetime of ${sa.conn.lifetime}s`); void deleteIkeSa(this, sa, 'lifetime expired'); }
+      }, sa.conn.lifetime * 1000));
+      return;
+    }
     const delay = jittered(sa.conn.rekeyTime);
     sa.rekeyAt = this.clock.now() + delay;
     sa.timers.push(this.clock.setTimeout(() => {

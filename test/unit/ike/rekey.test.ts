@@ -162,6 +162,34 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assert.deepEqual(sa.children.map((c) => c.config.name).sort(), ['net', 'web']);
   });
 
+  it('reauthenticates make-before-break: a new IKE SA with the CHILD_SAs, then the old one goes, on both sides', async () => {
+    const p = new TwoPeers(peerConfig('left', { extra: '    reauth_time: 20s\n' }), peerConfig('right'));
+    await up(p);
+    const old = p.left.sas[0]!;
+    await p.advance(25_000);
+    assertOnePair(p);
+    const next = p.left.sas[0]!;
+    assert.notEqual(next, old);
+    assert.equal(old.state, 'DESTROYED');
+    assert.ok(!next.spiI.equals(old.spiI));
+    // A reauthentication must not ask the peer to drop the SA it replaces before it is done.
+    assert.ok(!p.lines.some((l) => /INITIAL_CONTACT/.test(l)));
+    assert.ok(p.lines.some((l) => /reauthenticating \(reauth_time 20s\)/.test(l)));
+  });
+
+  it('drops older SAs with a peer that sends INITIAL_CONTACT after it restarted', async () => {
+    const p = new TwoPeers();
+    await up(p);
+    // The left side loses its state without telling the right one, then connects again.
+    const stale = p.right.sas[0]!;
+    p.tap = (d, from) => (from.address === '192.0.2.1' ? d : null);
+    await p.left.destroy(p.left.sas[0]!, 'simulated crash');
+    p.tap = (d) => d;
+    await up(p);
+    assert.equal(stale.state, 'DESTROYED');
+    assertOnePair(p);
+  });
+
   for (const [name, lnonce, rnonce, survivorCreatedBy] of [
     ['the left side holds the lowest nonce: the right side\'s new SA survives', 0x01, 0xee, 'right'],
     ['the right side holds the lowest nonce: the left side\'s new SA survives', 0xee, 0x01, 'left'],
