@@ -110,8 +110,10 @@ export async function sendAuthRequest(ctx: V2Context, sa: IkeSaV2): Promise<void
   if (typeof mine === 'string') { ctx.log.error(`${sa.tag}: ${mine}`); await ctx.destroy(sa, mine); return; }
   // 1.2: HDR, SK {IDi, [CERT,] [CERTREQ,] [IDr,] AUTH, SA, TSi, TSr}; CERTREQ (3.7) when we verify the responder's certificate.
   const certReq = conn.remote.method === 'pubkey' ? await certReqPayloads([conn], ctx.log, sa.tag) : [];
-  // 3.10.1: INITIAL_CONTACT tells the peer to drop older SAs with us; a reauthentication keeps them until it is done.
-  const payloads: Payload[] = [idPayload(PayloadType.IDi, sa.localId), ...mine.certs, ...certReq, ...(sa.reauthOf ? [] : [notify(NotifyType.INITIAL_CONTACT)])];
+  // 3.10.1: INITIAL_CONTACT tells the peer to drop older SAs with us, so it goes only when we hold none
+  // (a reauthentication keeps the old one until it is done).
+  const initialContact = !sa.reauthOf && !ctx.hasOtherSas(sa);
+  const payloads: Payload[] = [idPayload(PayloadType.IDi, sa.localId), ...mine.certs, ...certReq, ...(initialContact ? [notify(NotifyType.INITIAL_CONTACT)] : [])];
   if (conn.remote.id.type !== 'any') payloads.push(idPayload(PayloadType.IDr, localIdentity(conn.remote.id, sa.remote.address)));
   payloads.push(mine.auth);
   if (c.child) {

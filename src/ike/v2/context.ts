@@ -40,6 +40,8 @@ export interface V2Context {
   cookieSecret(): { current: Buffer; previous: Buffer; version: number };
   /** The IKE SA that owns a CHILD_SA now: children move to the new SA on an IKE rekey. */
   ownerOf(child: ChildSa): IkeSaV2 | undefined;
+  /** Whether we hold another IKE SA of the same connection (then INITIAL_CONTACT must not be sent). */
+  hasOtherSas(sa: IkeSaV2): boolean;
   /** INITIAL_CONTACT from the peer of `sa`: its other SAs with the same identities go. */
   initialContact(sa: IkeSaV2): Promise<void>;
   /** A fresh nonce (2.10); tests replace the source to force collision outcomes. */

@@ -134,6 +134,10 @@ export class IkeV2Manager implements V2Context {
     }, cfg.lifetime * 1000));
   }
 
+  hasOtherSas(sa: IkeSaV2): boolean {
+    return this.sas.some((s) => s !== sa && s.conn.name === sa.conn.name && s.remote.address === sa.remote.address && s.state !== 'DELETING');
+  }
+
   async initialContact(sa: IkeSaV2): Promise<void> {
     const same = (a: IkeSaV2['remoteId'], b: IkeSaV2['remoteId']): boolean => !!a && !!b && a.type === b.type && a.data.equals(b.data);
     for (const other of this.sas) {
