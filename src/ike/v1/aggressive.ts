@@ -32,7 +32,7 @@ import {
   hashR, initialContact, natPayloads, ourIdPayload, ourVendorIds, readVendorIds, responderLifetime,
 } from './phase1.js';
 import { acceptPhase1Reply, describePhase1, phase1SaPayload, selectPhase1 } from './proposals.js';
-import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
+import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refuseIdentity, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
 
 const AM = V1ExchangeType.AGGRESSIVE;
 
@@ -164,7 +164,7 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     let gxy: Buffer;
     try { gxy = sa.p1.ke!.computeSecret(ke.data); } catch (e) { if (e instanceof StyxError) { drop(`KE: ${e.message}`); return; } throw e; }
     const rid: Identity = { type: id.idType, data: id.data };
-    if (!identityMatches(sa.conn.remote.id, rid)) {
+    if (!identityMatches(sa.conn.remote.id, rid) && !sig) {
       ctx.counters.authFailures++;
       await ctx.destroy(sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
       return;
@@ -176,6 +176,8 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     sa.p1.gxr = ke.data; sa.p1.nr = nr.data;
     derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
     if (!sig && !hashMatches(hashR(sa, idBody(id)), hash!.data)) { await phase1AuthFailed(ctx, sa, 'AM2', 'HASH_R differs'); return; }
+    // With signatures the keys exist before the identity is judged, so the responder can be told (RFC 2408 3.14.1).
+    if (sig && !identityMatches(sa.conn.remote.id, rid)) { await refuseIdentity(ctx, sa, rid, 'AM2', null); return; }
     if (sig) {
       try { await verifyPeer(sa, rid, p, hashR(sa, idBody(id))); } catch (e) {
         if (!(e instanceof AuthError)) throw e;

@@ -31,7 +31,7 @@ import {
   hashI, hashMatches, hashR, initialContact, natPayloads, ourIdPayload, ourVendorIds, readVendorIds, responderLifetime,
 } from './phase1.js';
 import { acceptPhase1Reply, describePhase1, phase1SaPayload, selectPhase1 } from './proposals.js';
-import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
+import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refuseIdentity, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
 
 const MM = V1ExchangeType.IDENTITY_PROTECTION;
 
@@ -244,9 +244,9 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
         if (!hashMatches(hashI(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM5', 'HASH_I differs'); return; }
       }
       if (!identityMatches(sa.conn.remote.id, rid)) {
+        if (sig) { await refuseIdentity(ctx, sa, rid, 'MM5', ciphertext); return; }
         ctx.counters.authFailures++;
         ctx.log.error(`${sa.tag}: peer identity '${identityText(rid)}' is not ${sa.conn.name}'s '${configIdText(sa.conn.remote.id)}'`);
-        if (sig && ciphertext) { sa.iv!.advance(0, ciphertext); await tellPeerFailed(ctx, sa); }
         await ctx.destroy(sa, `peer identity '${identityText(rid)}' not accepted`);
         return;
       }
@@ -294,10 +294,9 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
         if (!hashMatches(hashR(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM6', 'HASH_R differs'); return; }
       }
       if (!identityMatches(sa.conn.remote.id, rid)) {
+        if (sig) { await refuseIdentity(ctx, sa, rid, 'MM6', ciphertext); return; }
         ctx.counters.authFailures++;
-        const why = `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`;
-        if (sig) { ctx.log.error(`${sa.tag}: AUTHENTICATION_FAILED: ${why} (MM6)`); if (ciphertext) sa.iv!.advance(0, ciphertext); await tellPeerFailed(ctx, sa); }
-        await ctx.destroy(sa, why);
+        await ctx.destroy(sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
         return;
       }
       if (sig) {

@@ -26,8 +26,7 @@ import {
   Doi, V1AuthMethod, V1CertEncoding, V1HashAlg, V1NotifyType, V1PayloadType, V1ProtocolId, findV1Payload, findV1Payloads, nameOf,
   type Phase1Attributes, type V1CertPayload, type V1CertReqPayload, type V1Payload, type V1SigPayload,
 } from '../../wire/ikev1/index.js';
-import type { Identity } from '../identity.js';
-import { identityText } from '../identity.js';
+import { configIdText, identityText, type Identity } from '../identity.js';
 import { certStore, refusalText } from '../v2/pubkey.js';
 import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
@@ -287,8 +286,8 @@ export async function verifyPeer(sa: IkeSaV1, rid: Identity, payloads: readonly 
 
 /**
  * The peer did not prove itself: one line saying which certificate and
- * why, a protected Informational telling the peer (RFC 2408 3.14.1
- * AUTHENTICATION-FAILED, with a Delete of the ISAKMP SA, 3.15, so it drops
+ * why, protected Informationals telling the peer (RFC 2408 3.14.1
+ * AUTHENTICATION-FAILED, and a Delete of the ISAKMP SA, 3.15, so it drops
  * its half of the exchange too), and our SA removed; nothing was installed.
  * `ciphertext` is the refused message's, if it came encrypted: the peer's
  * IV chain already moved past it (RFC 2409 appendix B).
@@ -302,12 +301,31 @@ export async function refusePeer(ctx: V1Context, sa: IkeSaV1, rid: Identity, e: 
   await ctx.destroy(sa, why);
 }
 
-/** RFC 2408 3.14.1 / 3.15: AUTHENTICATION-FAILED and a Delete of this ISAKMP SA in one protected Informational. */
+/**
+ * The peer's ID is not the one the connection names (checked before its
+ * certificate, which could only bind that wrong ID): refused like a bad
+ * certificate, with the two identities in the line.
+ */
+export async function refuseIdentity(ctx: V1Context, sa: IkeSaV1, rid: Identity, what: string, ciphertext: Buffer | null): Promise<void> {
+  ctx.counters.authFailures++;
+  const why = `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`;
+  ctx.log.error(`${sa.tag}: AUTHENTICATION_FAILED: ${why} (${what})`);
+  if (ciphertext) sa.iv?.advance(0, ciphertext);
+  await tellPeerFailed(ctx, sa);
+  await ctx.destroy(sa, why);
+}
+
+/**
+ * RFC 2408 3.14.1 / 3.15: AUTHENTICATION-FAILED, then a Delete of this
+ * ISAKMP SA, each in its own protected Informational: a peer that already
+ * counts the SA as established (a Main Mode responder after MM6) logs the
+ * error notify and acts only on a Delete that comes alone.
+ */
 export async function tellPeerFailed(ctx: V1Context, sa: IkeSaV1): Promise<void> {
   await sendInformational(ctx, sa, [
     { type: V1PayloadType.N, doi: Doi.IPSEC, protocol: V1ProtocolId.ISAKMP, spi: sa.cookies, notifyType: V1NotifyType.AUTHENTICATION_FAILED, data: Buffer.alloc(0) },
-    { type: V1PayloadType.D, doi: Doi.IPSEC, protocol: V1ProtocolId.ISAKMP, spiSize: 16, spis: [sa.cookies] },
   ]);
+  await sendInformational(ctx, sa, [{ type: V1PayloadType.D, doi: Doi.IPSEC, protocol: V1ProtocolId.ISAKMP, spiSize: 16, spis: [sa.cookies] }]);
 }
 
 // ---------------------------------------------------------------------------

@@ -197,12 +197,25 @@ describe('ike/v1 certificate authentication between two in-process peers', funct
     }
   }
 
-  it('a peer whose identity is not the configured one is refused before its certificate is looked at', async () => {
-    const p = peers({ local: localSide('sun'), remote: remoteSide(DN('venus')) }, { local: localSide('sun'), remote: remoteSide() });
-    const up = p.left.initiateAndWait('demo', 60_000);
-    up.catch(() => undefined);
-    await until(p, 'both sides to drop their SAs', () => p.left.sas.length === 0 && p.right.sas.length === 0);
-    await assert.rejects(up, /peer identity 'C=CH, O=styx, CN=sun\.styx\.example' is not the configured 'C=CH, O=styx, CN=venus\.styx\.example'/);
-    assert.ok(!p.lines.some((x) => x.includes('proved by certificate "C=CH, O=styx, CN=sun.styx.example" via') && x.includes('[1]')));
-  });
+  for (const [mode, badSide] of [['Main', 'left'], ['Main', 'right'], ['Aggressive', 'left'], ['Aggressive', 'right']] as const) {
+    const what = mode === 'Main' ? badSide === 'left' ? 'MM5' : 'MM6' : 'AM2';
+    it(`${mode} Mode: a peer whose ID is not the configured one is refused in ${what} before its certificate is looked at`, async () => {
+      // The side expecting venus refuses sun; in Aggressive Mode a responder never picks a connection for a wrong ID at all.
+      const expectVenus: Side = { local: localSide('sun'), remote: remoteSide(DN('venus')) }, open: Side = { local: localSide('sun'), remote: remoteSide() };
+      const aggr = mode === 'Aggressive';
+      const p = badSide === 'left' ? peers(open, expectVenus, aggr) : peers(expectVenus, open, aggr);
+      const up = p.left.initiateAndWait('demo', 60_000);
+      up.catch(() => undefined);
+      await until(p, 'both sides to drop their SAs', () => p.left.sas.length === 0 && p.right.sas.length === 0 && p.lines.some((x) => /ISAKMP SA destroyed|INVALID_ID_INFORMATION/.test(x)));
+      await assert.rejects(up);
+      if (aggr && badSide === 'left') {
+        assert.ok(p.lines.some((x) => x.includes(`Aggressive Mode from 192.0.2.1 as '${DN('sun')}': no IKEv1 connection for this peer and identity`)), p.dump());
+        return;
+      }
+      assert.ok(p.lines.some((x) => x.includes(`AUTHENTICATION_FAILED: peer identity '${DN('sun')}' is not the configured '${DN('venus')}' (${what})`)), p.dump());
+      // Only the responder that sent MM6 had validated a certificate (the initiator's, in MM5); the refusing side never did.
+      assert.equal(p.lines.filter((x) => /proved by certificate/.test(x)).length, what === 'MM6' ? 1 : 0, p.dump());
+      assert.equal(p.dpL.sas.size + p.dpR.sas.size, 0);
+    });
+  }
 });
