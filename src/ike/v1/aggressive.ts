@@ -164,7 +164,8 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     let gxy: Buffer;
     try { gxy = sa.p1.ke!.computeSecret(ke.data); } catch (e) { if (e instanceof StyxError) { drop(`KE: ${e.message}`); return; } throw e; }
     const rid: Identity = { type: id.idType, data: id.data };
-    if (!identityMatches(sa.conn.remote.id, rid) && !sig) {
+    // With PSK a wrong identity leaves no key to check HASH_R with; with signatures it is judged once keys exist, so the responder can be told.
+    if (!sig && !identityMatches(sa.conn.remote.id, rid)) {
       ctx.counters.authFailures++;
       await ctx.destroy(sa, `peer identity '${identityText(rid)}' is not the configured '${configIdText(sa.conn.remote.id)}'`);
       return;
@@ -175,16 +176,14 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
     sa.attrs = attrs;
     sa.p1.gxr = ke.data; sa.p1.nr = nr.data;
     derivePhase1(sa, psk ? { method: 'psk', psk } : { method: 'signature' }, gxy);
-    if (!sig && !hashMatches(hashR(sa, idBody(id)), hash!.data)) { await phase1AuthFailed(ctx, sa, 'AM2', 'HASH_R differs'); return; }
-    // With signatures the keys exist before the identity is judged, so the responder can be told (RFC 2408 3.14.1).
-    if (sig && !identityMatches(sa.conn.remote.id, rid)) { await refuseIdentity(ctx, sa, rid, 'AM2', null); return; }
     if (sig) {
+      if (!identityMatches(sa.conn.remote.id, rid)) { await refuseIdentity(ctx, sa, rid, 'AM2', null); return; }
       try { await verifyPeer(sa, rid, p, hashR(sa, idBody(id))); } catch (e) {
         if (!(e instanceof AuthError)) throw e;
         await refusePeer(ctx, sa, rid, e, 'AM2', null);
         return;
       }
-    }
+    } else if (!hashMatches(hashR(sa, idBody(id)), hash!.data)) { await phase1AuthFailed(ctx, sa, 'AM2', 'HASH_R differs'); return; }
     sa.received(0, raw);
     sa.remoteId = rid;
     readVendorIds(sa, p);

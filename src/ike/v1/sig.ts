@@ -49,7 +49,7 @@ const ECDSA_METHODS: Record<number, { curve: string; hash: number; node: 'sha256
   [V1AuthMethod.ECDSA_SHA512_P521]: { curve: 'P-521', hash: V1HashAlg.SHA2_512, node: 'sha512' },
 };
 
-/** "RSA signatures", "ECDSA-256 signatures", ... for logs. */
+/** "PSK", "RSA signatures", "ECDSA P-256 signatures", ... for logs. */
 export function methodText(m: number): string {
   if (m === V1AuthMethod.PRE_SHARED_KEY) return 'PSK';
   if (m === V1AuthMethod.RSA_SIGNATURES) return 'RSA signatures';
@@ -332,9 +332,9 @@ export async function tellPeerFailed(ctx: V1Context, sa: IkeSaV1): Promise<void>
 // ECDSA over a given digest (FIPS 186-4 6.4, SEC 1 4.1) on the NIST prime
 // curves, all y^2 = x^3 - 3x + b. Signing derives k as RFC 6979 3.2 does,
 // with fresh random octets as the additional input of its 3.6 variant so a
-// weak random source alone cannot repeat k. Big-integer arithmetic in
-// JavaScript does not run in constant time; the private key's only other
-// use is by node:crypto.
+// weak random source alone cannot repeat k. JavaScript big integers do not
+// compute in constant time, so timing may say something about k; the
+// ladder at least takes the same steps for every k.
 
 interface Curve { name: string; p: bigint; n: bigint; g: Affine; bits: number; bytes: number }
 interface Affine { x: bigint; y: bigint }

@@ -129,6 +129,17 @@ describe('ike/v1 certificate authentication between two in-process peers', funct
     });
   }
 
+  it('IDs from the certificate\'s subjectAltName: an e-mail address one way, an IPv4 address the other (RFC 4945 3.1)', async () => {
+    const p = peers(
+      { local: localSide('sun', 'sun@styx.example'), remote: remoteSide('192.0.2.2') },
+      { local: localSide('sun', '192.0.2.2'), remote: remoteSide('sun@styx.example') },
+    );
+    await establish(p);
+    assertUp(p);
+    assert.equal(identityText(p.right.sas[0]!.remoteId!), 'sun@styx.example');
+    assert.equal(identityText(p.left.sas[0]!.remoteId!), '192.0.2.2');
+  });
+
   it('Aggressive Mode with RSA signatures: CR in AM1 and AM2, CERT and SIG_R in AM2, SIG_I in AM3', async () => {
     const p = peers(
       { local: localSide('moon'), remote: remoteSide() },
