@@ -15,6 +15,9 @@
  * - A revoked certificate (mars) and one for another identity (jupiter
  *   presented as sun) from charon, refused by styx with the reason in its
  *   log, whichever side initiates, and no SA left on either side.
+ * - charon refusing styx's revoked certificate: styx gives up on MM5 saying
+ *   its certificate may not be trusted (it only logs charon's protected
+ *   AUTHENTICATION-FAILED: Informationals are handled outside phase 1).
  *
  * styxd runs in the left namespace (memory data plane), charon in the right.
  */
@@ -343,3 +346,19 @@ for (const rc of REFUSALS) {
     });
   });
 }
+
+describe('IKEv1 certificates with strongSwan: charon refuses styx\'s revoked certificate (mars)', function () {
+  const p = usePeers({
+    tag: 'ourrevoked', styxCert: 'mars.pem', styxKey: 'mars.key.pem', styxRemoteId: 'sun.styx.example',
+    charonCert: { file: 'sun.pem' }, charonId: 'sun.styx.example',
+  });
+
+  it('styx initiates: charon finds mars on its CRL and answers AUTHENTICATION-FAILED; styx gives up on MM5 naming its certificate, no SA anywhere', async function () {
+    const r = await p.styx.styxRun(['initiate', STYX_CONN], { timeoutMs: 60_000 });
+    assert.equal(r.code, 1, `styx initiate should fail: ${r.stdout}${r.stderr}`);
+    assert.match(`${r.stdout}${r.stderr}`, /did not answer MM5: does it trust our certificate\?/);
+    assert.match(p.charon.logText(), /certificate was revoked on .*, reason: key compromise/);
+    assert.match(p.styx.logText(), /peer reports AUTHENTICATION_FAILED/);
+    await bothDown(p);
+  });
+});
