@@ -386,9 +386,10 @@ async function rekeyUnderTraffic(p: Peers, label: string): Promise<RekeyCounts> 
   assert.ok(sampling.styxMaxIke <= 2 && sampling.charonMaxIke <= 2, `more than two IKE SAs at once: ${JSON.stringify(sampling)}`);
   assert.ok(sampling.styxMaxChildren <= 3 && sampling.charonMaxChildren <= 3, `more than three CHILD_SAs at once: ${JSON.stringify(sampling)}`);
   assert.equal(cchild.encap, true);
-  // A CHILD_SA or IKE SA that reaches its hard lifetime was not rekeyed in time.
+  // A CHILD_SA or IKE SA that reaches its hard lifetime was not rekeyed in time. charon logs
+  // the delete at an IKE SA's hard lifetime like any other delete, so only its CHILD_SAs are checked.
   assert.doesNotMatch(styxLog, /reached its lifetime/, 'styx let an SA expire');
-  assert.doesNotMatch(charonLog, /closing expired CHILD_SA|IKE_SA .* expired/, 'charon let an SA expire');
+  assert.doesNotMatch(charonLog, /closing expired CHILD_SA/, 'charon let a CHILD_SA expire');
   assert.doesNotMatch(styxLog, / ERROR /, 'styxd logged an error');
   assert.doesNotMatch(styxLog, /giving up after/, 'styx gave up on an exchange');
   return c;
