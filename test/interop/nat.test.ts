@@ -20,7 +20,10 @@
  * Each describe block has its own topology and daemons; its tests run in
  * order and the later ones use the SA the first one set up.
  *
- * IKEv1 NAT traversal (RFC 3947) is not covered: styx does not implement it yet.
+ * The IKEv1 blocks at the end (RFC 3947) take the same paths with
+ * `version: 1`: styx behind the NAT in Main Mode, strongSwan behind it in
+ * Aggressive Mode, and the NAT forgetting its mappings with either side
+ * behind it.
  */
 import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -69,6 +72,8 @@ interface StyxSide {
   keepalive?: string;
   dpdDelay?: string;
   encap?: boolean;
+  version?: 1 | 2;
+  aggressive?: boolean;
 }
 
 function styxYaml(o: StyxSide): string {
@@ -77,8 +82,8 @@ function styxYaml(o: StyxSide): string {
   dataplane: userspace
 ${o.keepalive ? `  keepalive: ${o.keepalive}\n` : ''}connections:
   ${STYX_CONN}:
-    version: 2
-    local_addrs: [${o.local}]
+    version: ${o.version ?? 2}
+${o.aggressive ? '    aggressive: yes\n' : ''}    local_addrs: [${o.local}]
     remote_addrs: ["${o.remote}"]
     proposals: [aes128-sha256-modp2048]
     local: { auth: psk, id: ${o.localId} }
@@ -106,19 +111,21 @@ interface CharonSide {
   /** strongswan.conf charon.keep_alive: NAT keepalives when charon is behind the NAT (default 20s). */
   keepAlive?: string;
   dpdDelay?: string;
+  version?: 1 | 2;
+  aggressive?: boolean;
 }
 
 function charonOptions(o: CharonSide): CharonOptions {
   return {
     swanctl: pskSwanctlConf({
-      name: CHARON_CONN, child: CHILD,
+      name: CHARON_CONN, child: CHILD, version: o.version ?? 2,
       localAddr: o.local, remoteAddr: o.remote, localId: o.localId, remoteId: o.remoteId,
       localTs: o.localNet, remoteTs: o.remoteNet, psk: PSK,
       proposals: 'aes128-sha256-modp2048', espProposals: 'aes128gcm16',
       // Needed nowhere in this file: through the NAT encapsulation follows from
       // detection, and without one kernel-libipsec fakes NAT detection anyway.
       encap: false,
-      ...(o.dpdDelay ? { extra: { dpd_delay: o.dpdDelay } } : {}),
+      extra: { ...(o.dpdDelay ? { dpd_delay: o.dpdDelay } : {}), ...(o.aggressive ? { aggressive: true } : {}) },
     }),
     ...(o.keepAlive ? { charon: { keep_alive: o.keepAlive } } : {}),
     logLevels: { ike: 2, chd: 1, net: 2, enc: 1, knl: 1 },
@@ -629,5 +636,113 @@ describe('IKEv2: styx forces UDP encapsulation (encap: true) with no NAT in the 
     await pair.raw.stop();
     const rawEsp = await run(['tcpdump', '-r', pair.raw.file, '-n'], { allowFailure: true });
     assert.equal(rawEsp.stdout.trim(), '', `IP protocol 50 on the wire:\n${rawEsp.stdout}`);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 6. IKEv1 (RFC 3947): styx behind the NAT, Main Mode
+
+describe('IKEv1 NAT-T: styx behind the NAT initiates Main Mode to strongSwan outside', function () {
+  const p = useNatPeers('v1styxbehind', true, { styx: { version: 1, keepalive: '2s', dpdDelay: '3s' }, charon: { version: 1 } });
+
+  it('sees the NAT on its own side, floats to 4500 at MM5 and carries ping and TCP between the inner networks', async function () {
+    const { a, b, router } = p.t;
+    await styxInitiate(p);
+    const { sa, csa } = await bothUp(p);
+    const v = view(sa, csa);
+    assert.equal(sa.version, 1, v);
+    assert.equal(sa.nat.local, true, v);
+    assert.deepEqual([sa.local.address, sa.local.port, sa.remote.address, sa.remote.port], [a.addr4, NAT_T_PORT, b.addr4, NAT_T_PORT], v);
+    assert.equal(sa.children[0]!.encap, true, v);
+    // charon sees the router's address and a port of its range, and no NAT on its own side.
+    assert.equal(csa.remoteHost, router.outside4, v);
+    assert.ok(inRange(csa.remotePort, INITIAL_NAT_PORTS), v);
+    assert.equal(csa.localPort, NAT_T_PORT, v);
+    assert.equal(charonFlag(csa, 'nat-remote'), true, v);
+    assert.equal(charonFlag(csa, 'nat-local'), false, v);
+    assert.equal(natTMapping(await p.t.udpMappings(), p.t)?.outside.port, csa.remotePort);
+    await pingBoth(p.t, 'through the NAT');
+    const r = await iperfTcp({ serverNs: b.ns, serverAddr: b.inner4, clientNs: a.ns, clientAddr: a.inner4, seconds: IPERF_SECONDS });
+    assert.ok(r.receivedBytes > 100_000, `iperf3 ${a.inner4} -> ${b.inner4} moved only ${r.receivedBytes} octets`);
+    // Behind the NAT, styx keeps its mapping alive.
+    assert.ok(stat(await styxStats(p), 'net.keepalivesSent') > 0);
+  });
+
+  /*
+   * styx's keepalive, ESP or DPD R-U-THERE makes the new mapping; charon
+   * moves the ISAKMP SA on the first authenticated message from it. styx,
+   * behind the NAT, keeps its peer where it was (nothing for it to follow).
+   */
+  it('re-creates the mapping after the NAT forgets it; charon follows and traffic flows again', async function () {
+    const { a, b, router } = p.t;
+    const [csa0] = await p.charon.waitForSas((s) => s.length === 1 && charonUp(s[0]));
+    const [sa0] = await p.styx.listJson();
+    await p.t.remap(REMAPPED_PORTS);
+    const [moved] = await p.charon.waitForSas((s) => s.length === 1 && s[0]!.remotePort !== csa0!.remotePort, RECOVERY_TIMEOUT_MS);
+    assert.equal(moved!.remoteHost, router.outside4);
+    assert.ok(inRange(moved!.remotePort, REMAPPED_PORTS), `${summarizeSa(moved!)} port ${moved!.remotePort}`);
+    await waitFor('ping through the new mapping', RECOVERY_TIMEOUT_MS, async () => ((await ping(a.ns, b.inner4, { from: a.inner4, count: 1 })).received === 1 ? true : undefined), 500);
+    await pingBoth({ a, b }, 'after the mapping changed');
+    const { sa, csa } = await bothUp(p);
+    assert.deepEqual([sa.spiI, sa.spiR], [sa0!.spiI, sa0!.spiR]);
+    assert.deepEqual([csa.initiatorSpi, csa.responderSpi], [csa0!.initiatorSpi, csa0!.responderSpi]);
+    assert.deepEqual([sa.remote.address, sa.remote.port, sa.local.port], [b.addr4, NAT_T_PORT, NAT_T_PORT]);
+    assert.deepEqual([sa.children[0]!.spiIn, sa.children[0]!.spiOut], [csa.children[0]!.spiOut, csa.children[0]!.spiIn], view(sa, csa));
+  });
+});
+
+// ---------------------------------------------------------------------------
+// 7. IKEv1: strongSwan behind the NAT, Aggressive Mode; styx follows its new mapping
+
+describe('IKEv1 NAT-T: strongSwan behind the NAT initiates Aggressive Mode to styx outside', function () {
+  const p = useNatPeers('v1charonbehind', false, {
+    styx: { version: 1, aggressive: true },
+    charon: { version: 1, aggressive: true, keepAlive: '2s', dpdDelay: '3s' },
+  });
+
+  it('styx sees the NAT on the peer\'s side only, answers to the mapped port on 4500 and carries traffic', async function () {
+    const { b, router } = p.t;
+    await p.charon.initiate(CHILD, CHARON_CONN, 20);
+    const { sa, csa } = await bothUp(p);
+    const v = view(sa, csa);
+    assert.deepEqual([sa.version, sa.initiator, sa.nat.remote, sa.nat.local], [1, false, true, false], v);
+    assert.deepEqual([sa.local.address, sa.local.port, sa.remote.address], [b.addr4, NAT_T_PORT, router.outside4], v);
+    assert.ok(inRange(sa.remote.port, INITIAL_NAT_PORTS), v);
+    assert.equal(sa.children[0]!.encap, true, v);
+    assert.equal(charonFlag(csa, 'nat-local'), true, v);
+    assert.equal(natTMapping(await p.t.udpMappings(), p.t)?.outside.port, sa.remote.port);
+    await pingBoth(p.t, 'through the NAT');
+    assert.equal(stat(await styxStats(p), 'net.keepalivesSent'), 0);
+  });
+
+  /*
+   * As in the IKEv2 block: after the flush only charon can make a mapping,
+   * and its DPD R-U-THERE is the first authenticated message from it. styx
+   * moves the ISAKMP SA and the IPsec SA there (updateSa), and answers the
+   * R-U-THERE at the new port, not the dead one.
+   */
+  it('follows charon\'s DPD R-U-THERE to its new mapping, keeping the same SAs', async function () {
+    const { a, b, router } = p.t;
+    const [before] = await p.styx.waitForSas((s) => s.length === 1 && styxUp(s[0]));
+    const oldPort = before!.remote.port;
+    const wire = await p.capture(b.ns, b.iface, `udp port ${NAT_T_PORT} and host ${router.outside4}`, 'v1-b-remap');
+    await waitFor('a datagram from the old mapping', 10_000, () => (wire.read().some((d) => d.srcPort === oldPort) ? true : undefined));
+    const mark = p.styx.logMark();
+    await p.t.remap(REMAPPED_PORTS);
+    const [moved] = await p.styx.waitForSas((s) => s.length === 1 && s[0]!.remote.port !== oldPort, RECOVERY_TIMEOUT_MS);
+    const v = JSON.stringify(moved);
+    assert.equal(moved!.remote.address, router.outside4, v);
+    assert.ok(inRange(moved!.remote.port, REMAPPED_PORTS), v);
+    const logged = await p.styx.waitForLog(/peer now at (\S+) \(was (\S+)\)/, 1000, mark);
+    assert.deepEqual([logged[1], logged[2]], [`${router.outside4}:${moved!.remote.port}`, `${router.outside4}:${oldPort}`]);
+    assert.deepEqual([moved!.spiI, moved!.spiR, moved!.state], [before!.spiI, before!.spiR, 'ESTABLISHED']);
+    assert.deepEqual(moved!.children.map((c) => [c.spiIn, c.spiOut, c.state]), before!.children.map((c) => [c.spiIn, c.spiOut, 'INSTALLED']));
+    await pingBoth({ a, b }, 'after the mapping changed');
+    // The R-U-THERE-ACK and then ESP went to the new port, and nothing from styx to the old one after.
+    const seen = await captured(wire, 'IKE and ESP from styx to the new port', (c) =>
+      ['ike', 'esp'].every((k) => c.some((d) => d.src === b.addr4 && d.dstPort === moved!.remote.port && natTKind(d.payload) === k)), 10_000);
+    const fromStyx = seen.filter((d) => d.src === b.addr4 && natTKind(d.payload) !== 'keepalive');
+    const firstNew = fromStyx.findIndex((d) => d.dstPort === moved!.remote.port);
+    assert.ok(firstNew >= 0 && fromStyx.slice(firstNew).every((d) => d.dstPort === moved!.remote.port), fromStyx.map(fromTo).join('\n'));
   });
 });
