@@ -135,6 +135,23 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.equal(old.state, 'DELETED');
   });
 
+  it('behind a NAT, a phase 1 rekey from the outside goes to the peer\'s mapped NAT-T port and the IPsec SAs carry over', async function () {
+    const p = new V1Peers(v1Config('left', { extra: IKE_LONG }), v1Config('right', { extra: '    rekey_time: 60s\n    lifetime: 90s\n' }));
+    p.nat = new PortNat(LEFT.address, 20000);
+    await p.establish();
+    const first = onePairNoLeak(p);
+    const spis = [first.l.children[0]!.spiIn, first.l.children[0]!.spiOut];
+    const mapped = p.nat.mapped(4500)!;
+    await p.advance(70_000, 1000);
+    const { l, r } = onePairNoLeak(p);
+    assert.notEqual(r, first.r);
+    // The right started it, from its NAT-T port to the left's mapping, the only way through the NAT.
+    assert.equal(r.initiator, true);
+    assert.deepEqual([r.local.port, r.remote.port], [4500, mapped]);
+    assert.deepEqual([l.local.port, l.remote.port, l.nat.local], [4500, 4500, true]);
+    assert.deepEqual([l.children[0]!.spiIn, l.children[0]!.spiOut], spis);
+  });
+
   it('follows a peer behind a NAT to its new mapping on its DPD R-U-THERE: updateSa both ways, the answer and the listing use the new port', async function () {
     const p = new V1Peers(v1Config('left', { extra: '    dpd_delay: 10s\n' }), v1Config('right'));
     p.nat = new PortNat(LEFT.address, 20000);
