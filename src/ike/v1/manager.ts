@@ -13,7 +13,7 @@ import type { DataplaneBackend, Endpoint } from '../../dataplane/api.js';
 import { fmt, type Sender } from '../../net/sockets.js';
 import { StyxError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
-import type { Clock, TimerHandle } from '../../util/timers.js';
+import type { Clock } from '../../util/timers.js';
 import { IsakmpVersionError, V1ExchangeType, decodeIsakmp, describeV1, v1ExchangeName, type IsakmpMessage } from '../../wire/ikev1/index.js';
 import type { IkeSaInfo } from '../../control/protocol.js';
 import { spiHex, uninstallChild, type ChildSa } from '../v2/child-sa.js';
@@ -23,7 +23,7 @@ import { describeV1Sa } from './describe.js';
 import { IkeSaV1 } from './ike-sa.js';
 import { deleteChildV1, deleteIsakmp, handleInformational, sendDpd } from './info.js';
 import { handleMainMode, respondMainMode1, startMainMode } from './main-mode.js';
-import { handleQuick, initiateQuick, quickGaveUp } from './quick.js';
+import { abandonQuicks, handleQuick, initiateQuick, quickGaveUp } from './quick.js';
 import { handOver, isakmpUp, rekeyIsakmp, rekeySeconds, type V1RekeyHost } from './rekey.js';
 
 export interface V1ManagerEvents {
@@ -175,17 +175,15 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
         this.log.error(`${sa.tag}: removing CHILD_SA ${child.config.name} from the data plane failed: ${(e as Error).message}`);
       }
     }
+    await abandonQuicks(this, sa);
     if (this.byCookie.get(sa.cookieI.toString('hex')) === sa) this.byCookie.delete(sa.cookieI.toString('hex'));
-    const wasUp = sa.establishedAt !== null;
     sa.destroy();
     this.log.info(`${sa.tag}: ISAKMP SA destroyed: ${reason}`);
     this.events.emit('ike-down', sa, reason);
-    if (wasUp) this.restarts.get(sa.conn.name)?.cancel();
   }
 
   /** Installs trap policies for a connection (dpd_action trap); set by the daemon, as for IKEv2. */
   onTrap: ((conn: ConnectionConfig) => void) | null = null;
-  private readonly restarts = new Map<string, TimerHandle>();
 
   /**
    * RFC 3706 5.5: the peer is dead. Its SAs go, and dpd_action says what

@@ -385,6 +385,15 @@ export async function quickRefused(ctx: V1Context, sa: IkeSaV1, spi: Buffer, why
   return true;
 }
 
+/** The ISAKMP SA goes: its unfinished Quick Modes release their SPIs and any inbound SA installed before QM2. */
+export async function abandonQuicks(ctx: V1Context, sa: IkeSaV1): Promise<void> {
+  for (const q of [...quickStates(sa).values()]) {
+    quickStates(sa).delete(q.messageId);
+    if (q.child) await uninstallChild(ctx.dp, q.child, sa.local, sa.remote, `${sa.conn.name}/${q.cfg.name}`).catch(() => undefined);
+    else await ctx.dp.deleteSa(q.spiIn, 'in').catch(() => undefined);
+  }
+}
+
 /** Quick Modes whose retransmissions ran out. */
 export async function quickGaveUp(ctx: V1Context, sa: IkeSaV1, messageId: number): Promise<void> {
   const q = quickStates(sa).get(messageId);

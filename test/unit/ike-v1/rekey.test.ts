@@ -152,6 +152,22 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.deepEqual([l.children[0]!.spiIn, l.children[0]!.spiOut], spis);
   });
 
+  it('a Quick Mode responder that installed its inbound SA before QM2 leaks nothing when the ISAKMP SA goes before QM3', async function () {
+    const p = new V1Peers();
+    await p.establish();
+    const { l } = onePairNoLeak(p);
+    p.tap = (d, from) => (from.address === LEFT.address && decodeIsakmpHeader(d).exchangeType === V1ExchangeType.QUICK && decodeIsakmpHeader(d).length < 100 ? null : d);
+    void l.enqueue(() => initiateQuick(p.left, l, l.children[0]!.config));
+    await p.settle();
+    // QM1 and QM2 crossed, QM3 (the short one) did not: the right holds a second inbound SA.
+    assert.equal(p.dpR.sas.size, 3, p.dump());
+    await p.left.terminate('demo');
+    await p.settle();
+    assert.equal(p.right.sas.length, 0);
+    assert.equal(p.dpR.sas.size + p.dpR.policies.length + p.dpR.reserved.size, 0, JSON.stringify([...p.dpR.sas.keys()]));
+    assert.equal(p.dpL.sas.size + p.dpL.policies.length + p.dpL.reserved.size, 0);
+  });
+
   it('follows a peer behind a NAT to its new mapping on its DPD R-U-THERE: updateSa both ways, the answer and the listing use the new port', async function () {
     const p = new V1Peers(v1Config('left', { extra: '    dpd_delay: 10s\n' }), v1Config('right'));
     p.nat = new PortNat(LEFT.address, 20000);
