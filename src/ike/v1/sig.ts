@@ -13,7 +13,8 @@
  * r || s as RFC 4754 7 lays it out. node:crypto signs only what it hashes
  * itself for ECDSA, so the curve arithmetic for those methods is done here.
  */
-import { constants, createHmac, privateEncrypt, publicDecrypt, randomBytes, type KeyObject } from 'node:crypto';
+import { p256, p384, p521 } from '@noble/curves/nist.js';
+import { constants, privateEncrypt, publicDecrypt, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
   AuthError, Cert, certMatchesIdentity, checkCertIdentity, describeIdentity, dnEquals, keyInfo, parseCertificates, type CertStore,
@@ -165,12 +166,6 @@ export function certsForPeer(chain: readonly Cert[], names: readonly Buffer[]): 
 // ---------------------------------------------------------------------------
 // Signing and verifying a phase 1 HASH
 
-/** Turns a KeyObject's JWK coordinate into a number. */
-const jwkInt = (v: string | undefined, what: string): bigint => {
-  if (!v) throw new AuthError('ERR_KEY_PARSE', `EC key without ${what}`);
-  return BigInt(`0x${Buffer.from(v, 'base64url').toString('hex') || '0'}`);
-};
-
 /**
  * RSA signature of IKEv1: the bare HASH in PKCS#1 v1.5 type 1 padding under
  * the private key, which is exactly what privateEncrypt does.
@@ -198,7 +193,7 @@ export function signHash(method: number, key: KeyObject, hash: Buffer): Buffer {
   const e = ECDSA_METHODS[method];
   const info = keyInfo(key);
   if (!e || info.type !== 'ecdsa' || info.curve !== e.curve) throw new AuthError('ERR_SIGNATURE_SCHEME', `${methodText(method)} cannot be made with a ${info.type}${info.curve ? ` ${info.curve}` : ''} key`);
-  return ecdsaSign(CURVES[e.curve]!, jwkInt(key.export({ format: 'jwk' }).d, 'd'), hash, e.node);
+  return ecdsaSign(e.curve, key, hash);
 }
 
 /**
@@ -216,8 +211,7 @@ export function verifyHash(method: number, cert: Cert, hash: Buffer, sig: Buffer
   if (!e || k.type !== 'ecdsa' || k.curve !== e.curve) {
     throw new AuthError('ERR_SIGNATURE_SCHEME', `certificate ${cert.describe()} has a ${k.type}${k.curve ? ` ${k.curve}` : ''} key; the negotiated ${methodText(method)} need ECDSA ${e?.curve ?? ''}`.trimEnd(), { cert: cert.subject, serial: cert.serial });
   }
-  const jwk = cert.publicKey.export({ format: 'jwk' });
-  return ecdsaVerify(CURVES[e.curve]!, { x: jwkInt(jwk.x, 'x'), y: jwkInt(jwk.y, 'y') }, hash, sig);
+  return ecdsaVerify(e.curve, cert.publicKey, hash, sig);
 }
 
 // ---------------------------------------------------------------------------
@@ -329,159 +323,39 @@ export async function tellPeerFailed(ctx: V1Context, sa: IkeSaV1): Promise<void>
 }
 
 // ---------------------------------------------------------------------------
-// ECDSA over a given digest (FIPS 186-4 6.4, SEC 1 4.1) on the NIST prime
-// curves, all y^2 = x^3 - 3x + b. Signing derives k as RFC 6979 3.2 does,
-// with fresh random octets as the additional input of its 3.6 variant so a
-// weak random source alone cannot repeat k. JavaScript big integers do not
-// compute in constant time, so timing may say something about k; the
-// ladder at least takes the same steps for every k.
+// ECDSA over a given digest (RFC 4754, IKEv1 "ECDSA with NULL hash": the
+// phase 1 HASH is signed as it is). node:crypto always hashes the message
+// itself, so the audited @noble/curves implementation signs the digest;
+// signing is deterministic per RFC 6979 with extra random input (hedged).
 
-interface Curve { name: string; p: bigint; n: bigint; g: Affine; bits: number; bytes: number }
-interface Affine { x: bigint; y: bigint }
-/** Jacobian coordinates (X/Z^2, Y/Z^3); Z = 0 is the point at infinity. */
-interface Jac { x: bigint; y: bigint; z: bigint }
+type NobleCurve = typeof p256;
+const NOBLE: Record<string, NobleCurve> = { 'P-256': p256, 'P-384': p384, 'P-521': p521 };
 
-const hex = (s: string): bigint => BigInt(`0x${s}`);
-function curve(name: string, p: string, n: string, gx: string, gy: string, bits: number): Curve {
-  return { name, p: hex(p), n: hex(n), g: { x: hex(gx), y: hex(gy) }, bits, bytes: Math.ceil(bits / 8) };
-}
-
-/** SEC 2 / FIPS 186-4 D.1.2 parameters: field prime, group order, base point. */
-const CURVES: Record<string, Curve> = {
-  'P-256': curve('P-256',
-    'ffffffff00000001000000000000000000000000ffffffffffffffffffffffff',
-    'ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551',
-    '6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296',
-    '4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5', 256),
-  'P-384': curve('P-384',
-    'fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffeffffffff0000000000000000ffffffff',
-    'ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973',
-    'aa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7',
-    '3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5f', 384),
-  'P-521': curve('P-521',
-    '01ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff',
-    '01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409',
-    '00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66',
-    '011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650', 521),
+const coordinate = (v: string | undefined, what: string): Buffer => {
+  if (!v) throw new AuthError('ERR_KEY_PARSE', `EC key without ${what}`);
+  return Buffer.from(v, 'base64url');
 };
 
-const mod = (a: bigint, m: bigint): bigint => { const r = a % m; return r < 0n ? r + m : r; };
-
-/** a^-1 mod m by the extended Euclidean algorithm; m is prime and a not a multiple of it. */
-function inv(a: bigint, m: bigint): bigint {
-  let [r0, r1] = [mod(a, m), m];
-  let [s0, s1] = [1n, 0n];
-  while (r1 !== 0n) {
-    const q = r0 / r1;
-    [r0, r1] = [r1, r0 - q * r1];
-    [s0, s1] = [s1, s0 - q * s1];
-  }
-  return mod(s0, m);
+/** r || s, each the curve size (RFC 4754 7). */
+function ecdsaSign(curveName: string, key: KeyObject, digest: Buffer): Buffer {
+  const c = NOBLE[curveName]!;
+  const d = coordinate(key.export({ format: 'jwk' }).d, 'd');
+  return Buffer.from(c.sign(digest, d, { prehash: false, extraEntropy: true, lowS: false }));
 }
 
-const INFINITY: Jac = { x: 1n, y: 1n, z: 0n };
-
-/** Point doubling with a = -3 (dbl-2001-b of the Explicit-Formulas Database). */
-function dbl(c: Curve, P: Jac): Jac {
-  const p = c.p;
-  if (P.z === 0n || P.y === 0n) return INFINITY;
-  const delta = P.z * P.z % p, gamma = P.y * P.y % p, beta = P.x * gamma % p;
-  const alpha = 3n * mod(P.x - delta, p) * (P.x + delta) % p;
-  const x = mod(alpha * alpha - 8n * beta, p);
-  const z = mod((P.y + P.z) * (P.y + P.z) - gamma - delta, p);
-  const y = mod(alpha * (4n * beta - x) - 8n * gamma * gamma, p);
-  return { x, y, z };
-}
-
-/** Point addition in Jacobian coordinates (add-1998-cmo-2), doubling for equal points. */
-function add(c: Curve, P: Jac, Q: Jac): Jac {
-  const p = c.p;
-  if (P.z === 0n) return Q;
-  if (Q.z === 0n) return P;
-  const z1z1 = P.z * P.z % p, z2z2 = Q.z * Q.z % p;
-  const u1 = P.x * z2z2 % p, u2 = Q.x * z1z1 % p;
-  const s1 = P.y * Q.z % p * z2z2 % p, s2 = Q.y * P.z % p * z1z1 % p;
-  const h = mod(u2 - u1, p), r = mod(s2 - s1, p);
-  if (h === 0n) return r === 0n ? dbl(c, P) : INFINITY;
-  const hh = h * h % p, hhh = h * hh % p, v = u1 * hh % p;
-  const x = mod(r * r - hhh - 2n * v, p);
-  const y = mod(r * (v - x) - s1 * hhh, p);
-  return { x, y, z: P.z * Q.z % p * h % p };
-}
-
-/** k * P by a Montgomery ladder over every bit of the group order, so the steps do not depend on k's bits. */
-function mul(c: Curve, k: bigint, P: Affine): Jac {
-  let r0 = INFINITY, r1: Jac = { x: P.x, y: P.y, z: 1n };
-  for (let i = c.n.toString(2).length - 1; i >= 0; i--) {
-    if ((k >> BigInt(i)) & 1n) { r0 = add(c, r0, r1); r1 = dbl(c, r1); } else { r1 = add(c, r0, r1); r0 = dbl(c, r0); }
-  }
-  return r0;
-}
-
-function affine(c: Curve, P: Jac): Affine | null {
-  if (P.z === 0n) return null;
-  const zi = inv(P.z, c.p), zi2 = zi * zi % c.p;
-  return { x: P.x * zi2 % c.p, y: P.y * zi2 % c.p * zi % c.p };
-}
-
-/** SEC 1 4.1.3 step 5 / RFC 6979 2.3.2: the leftmost bits of the digest, as many as the order has. */
-function bits2int(c: Curve, b: Buffer): bigint {
-  const v = b.length ? BigInt(`0x${b.toString('hex')}`) : 0n;
-  const excess = b.length * 8 - c.n.toString(2).length;
-  return excess > 0 ? v >> BigInt(excess) : v;
-}
-
-const int2octets = (v: bigint, len: number): Buffer => Buffer.from(v.toString(16).padStart(len * 2, '0'), 'hex');
-
-/** RFC 6979 3.2 (with 3.6 additional input): k for private key d and digest h. */
-function nonceK(c: Curve, d: bigint, h: Buffer, hash: string, extra: Buffer): bigint {
-  const rlen = Math.ceil(c.n.toString(2).length / 8);
-  const hm = (key: Buffer, ...parts: Buffer[]): Buffer => { const m = createHmac(hash, key); for (const x of parts) m.update(x); return m.digest(); };
-  const seed = Buffer.concat([int2octets(d, rlen), int2octets(mod(bits2int(c, h), c.n), rlen), extra]);
-  const hlen = createHmac(hash, '').digest().length;
-  let v: Buffer = Buffer.alloc(hlen, 1), k: Buffer = Buffer.alloc(hlen, 0);
-  k = hm(k, v, Buffer.from([0]), seed); v = hm(k, v);
-  k = hm(k, v, Buffer.from([1]), seed); v = hm(k, v);
-  for (;;) {
-    let t: Buffer = Buffer.alloc(0);
-    while (t.length < rlen) { v = hm(k, v); t = Buffer.concat([t, v]); }
-    const cand = bits2int(c, t.subarray(0, rlen));
-    if (cand >= 1n && cand < c.n) return cand;
-    k = hm(k, v, Buffer.from([0])); v = hm(k, v);
+function ecdsaVerify(curveName: string, key: KeyObject, digest: Buffer, sig: Buffer): boolean {
+  const c = NOBLE[curveName]!;
+  const jwk = key.export({ format: 'jwk' });
+  const point = Buffer.concat([Buffer.from([4]), coordinate(jwk.x, 'x'), coordinate(jwk.y, 'y')]);
+  try {
+    return c.verify(sig, digest, point, { prehash: false, lowS: false });
+  } catch {
+    return false;
   }
 }
 
-function ecdsaSign(c: Curve, d: bigint, h: Buffer, hash: string): Buffer {
-  const e = bits2int(c, h);
-  for (;;) {
-    const k = nonceK(c, d, h, hash, randomBytes(32));
-    const R = affine(c, mul(c, k, c.g));
-    if (!R) continue;
-    const r = R.x % c.n;
-    if (r === 0n) continue;
-    const s = inv(k, c.n) * mod(e + r * d, c.n) % c.n;
-    if (s === 0n) continue;
-    return Buffer.concat([int2octets(r, c.bytes), int2octets(s, c.bytes)]);
-  }
-}
-
-function ecdsaVerify(c: Curve, q: Affine, h: Buffer, sig: Buffer): boolean {
-  // RFC 4754 7: r and s each fill half of the signature, the curve's octet length.
-  if (sig.length !== 2 * c.bytes) return false;
-  const r = BigInt(`0x${sig.subarray(0, c.bytes).toString('hex')}`), s = BigInt(`0x${sig.subarray(c.bytes).toString('hex')}`);
-  if (r < 1n || r >= c.n || s < 1n || s >= c.n) return false;
-  const w = inv(s, c.n), e = bits2int(c, h);
-  const X = affine(c, add(c, mul(c, e * w % c.n, c.g), mul(c, r * w % c.n, q)));
-  return X !== null && X.x % c.n === r;
-}
-
-/** For tests: the curve arithmetic against keys node:crypto made. */
+/** For tests: the digest signatures against keys node:crypto made. */
 export const ecdsaForTests = {
-  sign: (curveName: string, key: KeyObject, digest: Buffer, hash: string): Buffer => ecdsaSign(CURVES[curveName]!, jwkInt(key.export({ format: 'jwk' }).d, 'd'), digest, hash),
-  verify: (curveName: string, key: KeyObject, digest: Buffer, sig: Buffer): boolean => {
-    const j = key.export({ format: 'jwk' });
-    return ecdsaVerify(CURVES[curveName]!, { x: jwkInt(j.x, 'x'), y: jwkInt(j.y, 'y') }, digest, sig);
-  },
-  publicPoint: (curveName: string, d: bigint): Affine | null => { const c = CURVES[curveName]!; return affine(c, mul(c, d, c.g)); },
-  order: (curveName: string): bigint => CURVES[curveName]!.n,
+  sign: (curveName: string, key: KeyObject, digest: Buffer): Buffer => ecdsaSign(curveName, key, digest),
+  verify: (curveName: string, key: KeyObject, digest: Buffer, sig: Buffer): boolean => ecdsaVerify(curveName, key, digest, sig),
 };
