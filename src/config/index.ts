@@ -1,6 +1,6 @@
 /** The configuration API: the model types and the loader. */
 export * from './model.js';
-export { loadConfig, parseConfig, formatConfigError, findSecret, DEFAULT_CONTROL_SOCKET } from './load.js';
+export { loadConfig, parseConfig, formatConfigError, findSecret, findPsk, DEFAULT_CONTROL_SOCKET } from './load.js';
 export {
   parseIkeProposal, parseEspProposal, proposalToText, encrName, integName, prfName, dhName,
   ProposalError, DEFAULT_IKE_PROPOSALS, DEFAULT_ESP_PROPOSALS,

@@ -408,24 +408,35 @@ function parseConnection(name: string, v: Value, baseDir: string, daemon: Daemon
   };
 }
 
-/** The PSK for a pair of identities: a secret naming both wins over one naming either, which wins over one naming none. */
+/**
+ * The secret for a pair of identities: one naming both wins over one naming
+ * the peer, over one naming us, over one naming nobody (which applies to
+ * any peer). Identities compare as identities (case-insensitive names,
+ * normalised DNs and addresses), not as text.
+ */
 export function findSecret(
   secrets: readonly SecretConfig[], local: IdentityConfig, remote: IdentityConfig,
 ): SecretConfig | undefined {
   let best: SecretConfig | undefined;
-  let bestScore = 0;
+  let bestScore = -1;
   for (const s of secrets) {
     let score: number;
-    if (s.ids.length === 0) score = 1;
+    if (s.ids.length === 0) score = 0;
     else {
       const ids = s.ids.map((t) => parseIdentity(t));
       const hasLocal = ids.some((i) => sameIdentity(i, local));
       const hasRemote = remote.type !== 'any' && ids.some((i) => sameIdentity(i, remote));
-      score = hasLocal && hasRemote ? 3 : hasLocal || hasRemote ? 2 : 0;
+      score = hasLocal && hasRemote ? 3 : hasRemote ? 2 : hasLocal ? 1 : -1;
     }
     if (score > bestScore) { best = s; bestScore = score; }
   }
   return best;
+}
+
+/** The PSK for identities as IKE prints them (identityText); text that is no identity matches only itself. */
+export function findPsk(secrets: readonly SecretConfig[], localText: string, remoteText: string): Buffer | null {
+  const parse = (t: string): IdentityConfig => { try { return parseIdentity(t); } catch { return { type: 'keyid', value: t }; } };
+  return findSecret(secrets, parse(localText), parse(remoteText))?.psk ?? null;
 }
 
 function checkSecret(conn: ConnectionConfig, secrets: readonly SecretConfig[], v: Value): void {

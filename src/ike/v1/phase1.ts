@@ -5,6 +5,7 @@
  * phase 1 keys (RFC 2409 5, appendix B) and HASH_I/HASH_R, and the moment
  * the ISAKMP SA becomes established.
  */
+import { findPsk as findSecretPsk } from '../../config/index.js';
 import { randomBytes } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import type { ConnectionConfig } from '../../config/model.js';
@@ -124,15 +125,9 @@ export function errorNotify(sa: IkeSaV1, payloads: readonly V1Payload[], where: 
   return e;
 }
 
-/** The PSK for a pair of identities: a secret naming both wins over one naming the peer, over one naming us, over one naming none. */
+/** The PSK for a pair of identities (see findSecret for which secret wins). */
 export function findPsk(ctx: V1Context, localId: string, remoteId: string): Buffer | null {
-  let best: Buffer | null = null, score = -1;
-  for (const s of ctx.config().secrets) {
-    const l = s.ids.includes(localId), r = s.ids.includes(remoteId);
-    const sc = s.ids.length === 0 ? 0 : l && r ? 3 : r ? 2 : l ? 1 : -1;
-    if (sc > score) { score = sc; best = s.psk; }
-  }
-  return score >= 0 ? best : null;
+  return findSecretPsk(ctx.config().secrets, localId, remoteId);
 }
 
 /**

@@ -5,6 +5,7 @@
  * errors that fail only the CHILD_SA (NO_PROPOSAL_CHOSEN, TS_UNACCEPTABLE,
  * 1.2 / 2.21.2) or the whole IKE SA (AUTHENTICATION_FAILED).
  */
+import { findPsk as findSecretPsk } from '../../config/index.js';
 import type { ChildConfig, ConnectionConfig } from '../../config/model.js';
 import { pskAuth, signedOctets } from '../../crypto/index.js';
 import { safeEqual } from '../../util/bytes.js';
@@ -26,15 +27,9 @@ const idBody = (id: Identity): Buffer => Buffer.concat([Buffer.from([id.type, 0,
 const idPayload = (type: typeof PayloadType.IDi | typeof PayloadType.IDr, id: Identity): IdPayload => ({ type, critical: false, idType: id.type, data: id.data });
 const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
 
-/** The PSK for a pair of identities: a secret naming both wins over one naming either, over one naming none. */
+/** The PSK for a pair of identities (see findSecret for which secret wins). */
 export function findPsk(ctx: V2Context, localId: string, remoteId: string): Buffer | null {
-  let best: Buffer | null = null, score = -1;
-  for (const s of ctx.config().secrets) {
-    const l = s.ids.includes(localId), r = s.ids.includes(remoteId);
-    const sc = s.ids.length === 0 ? 0 : l && r ? 3 : r ? 2 : l ? 1 : -1;
-    if (sc > score) { score = sc; best = s.psk; }
-  }
-  return score >= 0 ? best : null;
+  return findSecretPsk(ctx.config().secrets, localId, remoteId);
 }
 
 /**
