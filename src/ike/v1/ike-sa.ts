@@ -94,6 +94,8 @@ export class IkeSaV1 {
   onGiveUp: ((messageId: number, what: string) => void) | null = null;
   /** The ISAKMP SA this phase 1 was started to replace (a rekey), until that one is gone. */
   replaces: IkeSaV1 | null = null;
+  /** The ISAKMP SA with the peer this one succeeds (ours: what we rekey; the peer's: what was up when it began). */
+  predecessor: IkeSaV1 | null = null;
   /** Where the message being processed came from, so an authenticated one can move the SA (RFC 3947 4). */
   arrival: { local: Endpoint; remote: Endpoint } | null = null;
   /** Called once a message of an established SA has authenticated (its HASH verified). */
@@ -287,6 +289,8 @@ export class IkeSaV1 {
     this.onGiveUp = null;
     this.onAuthenticated = null;
     this.replaces = null;
+    // Successors keep a reference to this SA; dropping ours keeps that chain one link long.
+    this.predecessor = null;
     this.setState('DESTROYED');
   }
 }

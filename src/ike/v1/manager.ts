@@ -24,7 +24,7 @@ import { IkeSaV1 } from './ike-sa.js';
 import { deleteChildV1, deleteIsakmp, handleInformational, sendDpd } from './info.js';
 import { handleMainMode, respondMainMode1, startMainMode } from './main-mode.js';
 import { abandonQuicks, handleQuick, initiateQuick, quickGaveUp } from './quick.js';
-import { handOver, isakmpUp, rekeyIsakmp, rekeySeconds, type V1RekeyHost } from './rekey.js';
+import { handOver, isakmpUp, predecessorFor, rekeyIsakmp, rekeySeconds, type V1RekeyHost } from './rekey.js';
 
 export interface V1ManagerEvents {
   'ike-up': [IkeSaV1];
@@ -70,6 +70,7 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
     if (this.byCookie.get(key) === sa) return;
     this.byCookie.set(key, sa);
     if (sa.initiator) return;
+    sa.predecessor = predecessorFor(this, sa);
     // A responder whose initiator stops half-way would stay forever: give it as long as the initiator retransmits.
     const { timeout, tries, base } = sa.conn.retransmit;
     let window = 0;
@@ -269,6 +270,7 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
     const sa = new IkeSaV1(conn, true, conn.aggressive, IkeSaV1.newCookie(), { ...local }, { ...remote }, this.sender, this.clock, this.log);
     sa.queued = queued;
     sa.replaces = replaces;
+    sa.predecessor = replaces;
     this.register(sa);
     sa.setState('CONNECTING', `initiating to ${fmt(remote)}${replaces ? ` to replace ${replaces.tag}` : ''}`);
     sa.onGiveUp = (_mid, what) => { void this.destroy(sa, `${remote.address} did not answer ${what}${what === 'MM5' ? ': wrong PSK?' : ''}`); };

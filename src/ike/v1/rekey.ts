@@ -9,6 +9,11 @@
  * deletes the old ISAKMP SA once the new one is up (RFC 2408 3.15); an old
  * SA the peer replaced goes when the peer deletes it, or at its own rekey
  * time, whichever is first.
+ *
+ * IKEv1 has no rule for both sides rekeying at once (RFC 7296 2.8.1 is
+ * IKEv2's); styx applies the same idea with what both sides see alike: of
+ * two new ISAKMP SAs negotiated at the same time, the one with the higher
+ * cookies keeps the IPsec SAs and the side that started the other deletes it.
  */
 import type { ConnectionConfig } from '../../config/model.js';
 import type { Endpoint } from '../../dataplane/api.js';
@@ -37,15 +42,35 @@ export function ownerOf(ctx: V1Context, sa: IkeSaV1, child: ChildSa): IkeSaV1 | 
   return withPeer(ctx, sa).find((s) => s.children.includes(child));
 }
 
-/** The newest established ISAKMP SA with the same peer other than `sa`, if it is newer than `sa`. */
+/** Whether two ISAKMP SAs were both negotiated to replace the same one (a collision). */
+function collide(a: IkeSaV1, b: IkeSaV1): boolean {
+  return a.predecessor !== null && a.predecessor === b.predecessor;
+}
+
+/**
+ * Whether `a` should own the IPsec SAs rather than `b`: a replacement over
+ * what it replaces, in a collision the higher cookies, else the later one.
+ */
+function better(a: IkeSaV1, b: IkeSaV1): boolean {
+  if (a.predecessor === b) return true;
+  if (b.predecessor === a) return false;
+  if (collide(a, b)) return Buffer.compare(a.cookies, b.cookies) > 0;
+  return (a.establishedAt ?? -1) > (b.establishedAt ?? -1);
+}
+
+/** For a phase 1 the peer starts: the ISAKMP SA it presumably replaces (IKEv1 does not say). */
+export function predecessorFor(ctx: V1Context, sa: IkeSaV1): IkeSaV1 | null {
+  return bestOf(ctx.siblings(sa)) ?? null;
+}
+
+/** The established ISAKMP SA with the peer that should own the IPsec SAs, if that is not `sa`. */
 export function newerSa(ctx: V1Context, sa: IkeSaV1): IkeSaV1 | undefined {
-  let best: IkeSaV1 | undefined;
-  for (const s of ctx.siblings(sa)) {
-    if (s.state !== 'ESTABLISHED' || s.establishedAt === null) continue;
-    if (sa.establishedAt !== null && s.establishedAt < sa.establishedAt) continue;
-    if (!best || s.establishedAt > best.establishedAt!) best = s;
-  }
-  return best;
+  const best = bestOf(withPeer(ctx, sa));
+  return best && best !== sa && (sa.state !== 'ESTABLISHED' || better(best, sa)) ? best : undefined;
+}
+
+function bestOf(sas: IkeSaV1[]): IkeSaV1 | undefined {
+  return sas.filter((s) => s.state === 'ESTABLISHED').reduce<IkeSaV1 | undefined>((a, b) => (!a || better(b, a) ? b : a), undefined);
 }
 
 /**
@@ -94,17 +119,25 @@ export function handOver(ctx: V1Context, sa: IkeSaV1): IkeSaV1 | undefined {
  * ones wait for the peer's delete.
  */
 export async function isakmpUp(ctx: V1Context, next: IkeSaV1): Promise<void> {
-  for (const old of ctx.siblings(next)) {
-    if (old.state !== 'ESTABLISHED' && old.state !== 'DELETING') continue;
-    const n = adoptChildren(ctx, old, next);
-    if (old === next.replaces) continue;
-    ctx.log.info(`${old.tag}: replaced by ${next.tag}${next.initiator ? '' : ', which the peer started'}${n ? `; ${n} IPsec SA(s) moved` : ''}`);
+  const all = withPeer(ctx, next);
+  const best = bestOf(all) ?? next;
+  for (const s of all) {
+    if (s === best || (s.state !== 'ESTABLISHED' && s.state !== 'DELETING')) continue;
+    const n = adoptChildren(ctx, s, best);
+    if (s === next.replaces) continue;
+    if (collide(s, best)) {
+      // A collision: the side that started the loser deletes it.
+      ctx.log.info(`${s.tag}: phase 1 rekey collision with ${best.tag}, which has the higher cookies and keeps the IPsec SAs${s.initiator ? '; deleting ours' : ''}`);
+      if (s.initiator) retire(ctx, s, best, 0);
+    } else {
+      ctx.log.info(`${s.tag}: replaced by ${best.tag}${best.initiator ? '' : ', which the peer started'}${n ? `; ${n} IPsec SA(s) moved` : ''}`);
+    }
   }
   const old = next.replaces;
   next.replaces = null;
   if (!old || old.state === 'DESTROYED') return;
   ctx.log.info(`${old.tag}: ISAKMP SA rekeyed into ${next.tag}`);
-  retire(ctx, old, next, 0);
+  retire(ctx, old, best, 0);
 }
 
 /**
@@ -114,7 +147,7 @@ export async function isakmpUp(ctx: V1Context, next: IkeSaV1): Promise<void> {
  * the new SA first.
  */
 function retire(ctx: V1Context, old: IkeSaV1, next: IkeSaV1, waited: number): void {
-  if (old.state === 'DESTROYED') return;
+  if (old.state === 'DESTROYED' || (waited === 0 && old.state === 'DELETING')) return;
   if (quickStates(old).size > 0 && waited < RETIRE_WAIT_MS) {
     if (waited === 0) ctx.log.info(`${old.tag}: waiting for ${quickStates(old).size} Quick Mode(s) before deleting it`);
     ctx.clock.setTimeout(() => retire(ctx, old, next, waited + RETIRE_POLL_MS), RETIRE_POLL_MS);

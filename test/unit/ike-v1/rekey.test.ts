@@ -115,6 +115,27 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.equal(count(p, /ISAKMP SA destroyed: superseded by /), 1, p.dump());
   });
 
+  it('both sides starting a phase 1 rekey at once: the new SA with the higher cookies keeps the pair, the other goes, on both sides alike', async function () {
+    const p = new V1Peers(v1Config('left', { extra: IKE_LEFT_SHORT }), v1Config('right', { extra: IKE_LEFT_SHORT }));
+    await p.establish();
+    const { l, r } = onePairNoLeak(p);
+    void l.enqueue(() => rekeyIsakmp(p.left, l));
+    void r.enqueue(() => rekeyIsakmp(p.right, r));
+    await p.settle();
+    await p.advance(2000, 250);
+    const now = onePairNoLeak(p);
+    assert.notEqual(now.l, l);
+    // Of the two new ISAKMP SAs, the survivor has the higher cookies (both sides compare the same bytes).
+    const news = p.lines.filter((x) => /phase 1 rekey collision with /.test(x));
+    assert.equal(news.length, 2, p.dump());
+    const loser = /\] ([0-9a-f]{16})_i ([0-9a-f]{16})_r: phase 1 rekey collision/.exec(news[0]!)!;
+    assert.ok(Buffer.compare(Buffer.from(loser[1]! + loser[2]!, 'hex'), now.l.cookies) < 0);
+    assert.equal(count(p, /deleting ours/), 1, p.dump());
+    // Later rekeys, even at the same moment on both sides, settle the same way.
+    await p.advance(120_000, 1000);
+    onePairNoLeak(p);
+  });
+
   it('a Quick Mode rekey still running over the old ISAKMP SA finishes before that SA is deleted, and its pair moves to the new one', async function () {
     const p = new V1Peers();
     await p.establish();
