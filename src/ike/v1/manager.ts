@@ -192,9 +192,10 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
    * start one when traffic for the connection appears again.
    */
   private async peerDead(sa: IkeSaV1, why: string): Promise<void> {
-    const conn = sa.conn, wasUp = sa.establishedAt !== null;
+    const conn = sa.conn, peer = sa.remote.address, wasUp = sa.establishedAt !== null;
     await this.destroy(sa, `DPD: ${why}`);
-    if (!wasUp || this.sas.some((s) => s.conn.name === conn.name && s.state !== 'DELETING')) return;
+    // Another ISAKMP SA with the peer (a rekey's) still stands for it: nothing to restart.
+    if (!wasUp || this.sas.some((s) => s.conn.name === conn.name && s.remote.address === peer && s.state !== 'DELETING')) return;
     if (conn.dpdAction === 'restart') {
       this.log.info(`${conn.name}: restarting after the peer was lost (dpd_action restart)`);
       try { this.initiate(conn.name); } catch (e) { this.log.warn(`${conn.name}: restart failed: ${(e as Error).message}`); }
