@@ -17,7 +17,7 @@ import type { V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { notifyName, useIkeKeys } from './init.js';
 import { acceptEspResponse, acceptIkeResponse, espProposals, ikeProposals, selectEsp, selectIke, type EspSelection, type IkeSelection } from './proposals.js';
-import { childRekeyDone, ikeRekeyDone } from './rekey-collisions.js';
+import { childRekeyDone, ikeRekeyDone, loses } from './rekey-collisions.js';
 
 const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
 const tag = (sa: IkeSaV2, c: ChildConfig): string => `${sa.conn.name}/${c.name}`;
@@ -109,14 +109,18 @@ async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, s
     try { gir = ke.computeSecret(keR.data); } catch (e) { if (e instanceof StyxError) return fail(e.message); throw e; }
   }
   const transport = !!findNotify(payloads, NotifyType.USE_TRANSPORT_MODE);
-  const child = await setupChild(ctx, sa, req.cfg, spiIn, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors, ni, nr.data, true, gir, req.old);
+  // 2.8.1: if the peer rekeyed the same SA meanwhile and ours holds the lowest nonce, ours is
+  // redundant: it never sends, so no packet goes out on an SA about to be deleted.
+  const rival = req.old?.peerReplacement?.nonces;
+  const redundant = !!rival && loses({ ni, nr: nr.data }, rival);
+  const child = await setupChild(ctx, sa, req.cfg, spiIn, sel, transport ? 'transport' : 'tunnel', tsi.selectors, tsr.selectors, ni, nr.data, true, gir, req.old, !redundant);
   if (!child) return;
   if (req.old) await childRekeyDone(ctx, sa, req.old, child);
 }
 
 /** 2.17: KEYMAT = prf+(SK_d, [g^ir (new) |] Ni | Nr); the inbound SA goes in first. */
 export async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, spiIn: number, sel: EspSelection, mode: 'tunnel' | 'transport',
-  tsi: TrafficSelector[], tsr: TrafficSelector[], ni: Buffer, nr: Buffer, createdByUs: boolean, gir?: Buffer, replaces: ChildSa | null = null): Promise<ChildSa | null> {
+  tsi: TrafficSelector[], tsr: TrafficSelector[], ni: Buffer, nr: Buffer, createdByUs: boolean, gir?: Buffer, replaces: ChildSa | null = null, sendNow = true): Promise<ChildSa | null> {
   const keys = deriveChildKeys(sa.selection!.prf, sa.keys!.skD, ni, nr, sel.encr, sel.integ, gir);
   const spiOut = sel.spi.readUInt32BE(0);
   // 2.9: TSi describes the side that initiated this exchange.
@@ -127,7 +131,7 @@ export async function setupChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfig, 
   ctx.log.secret(() => `${sa.tag}: CHILD_SA ${cfg.name} keys encr_i ${keys.encrI.toString('hex')} integ_i ${keys.integI.toString('hex')} encr_r ${keys.encrR.toString('hex')} integ_r ${keys.integR.toString('hex')}`);
   // Make-before-break: a rekey's responder sends on the new SA only once the initiator has it too,
   // which the initiator shows by deleting the old one (or after a grace period).
-  const deferOutbound = !createdByUs && replaces !== null;
+  const deferOutbound = (!createdByUs && replaces !== null) || !sendNow;
   child.replaces = replaces;
   try {
     await installChild(ctx.dp, child, createdByUs, sa.local, sa.remote, tag(sa, cfg), !deferOutbound);

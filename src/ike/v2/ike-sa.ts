@@ -69,6 +69,8 @@ export class IkeSaV2 {
   nat = { local: false, remote: false };
   readonly createdAt: number;
   establishedAt: number | null = null;
+  /** When the last authenticated message arrived, for liveness checks only when the peer is quiet. */
+  lastReceived = 0;
   /** When this side will start rekeying the IKE SA (epoch ms), for listings. */
   rekeyAt: number | null = null;
   /** 2.2: our next request's ID, and the ID we expect in the peer's next request. */

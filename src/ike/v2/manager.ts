@@ -247,15 +247,27 @@ export class IkeV2Manager implements V2Context {
 
   /** 2.4: when dpd_delay is set, an empty INFORMATIONAL every interval; a peer that never answers is dead. */
   /** 2.4: an empty INFORMATIONAL every dpd_delay; no answer within dpd_timeout means the peer is dead. */
-  private scheduleLiveness(sa: IkeSaV2): void {
+  private scheduleLiveness(sa: IkeSaV2, afterMs = sa.conn.dpdDelay * 1000): void {
     const delay = sa.conn.dpdDelay;
     if (delay <= 0) return;
-    sa.timers.push(this.clock.setTimeout(() => {
-      if (sa.state !== 'ESTABLISHED') return;
+    sa.timers.push(this.clock.setTimeout(() => { void this.livenessDue(sa); }, afterMs));
+  }
+
+  /** A check goes out only when nothing came from the peer for dpd_delay: no IKE message and no ESP. */
+  private async livenessDue(sa: IkeSaV2): Promise<void> {
+    if (sa.state !== 'ESTABLISHED') return;
+    let last = sa.lastReceived;
+    for (const c of sa.children) {
+      const q = await this.dp.querySa(c.spiIn, 'in').catch(() => null);
+      if (q?.lastUsed != null) last = Math.max(last, q.lastUsed);
+    }
+    const quiet = this.clock.now() - last;
+    if (quiet < sa.conn.dpdDelay * 1000) { this.scheduleLiveness(sa, sa.conn.dpdDelay * 1000 - quiet); return; }
+    {
       const deadline = this.clock.setTimeout(() => this.peerDead(sa, `no answer to a liveness check within ${sa.conn.dpdTimeout}s`), sa.conn.dpdTimeout * 1000);
       sa.timers.push(deadline);
       livenessCheck(sa, () => { deadline.cancel(); this.scheduleLiveness(sa); });
-    }, delay * 1000));
+    }
   }
 
   /** Starts an IKE SA for a configured connection ('conn' or 'conn/child'). */
@@ -435,6 +447,7 @@ export class IkeV2Manager implements V2Context {
       const opened = this.open(sa, msg, raw);
       if (!opened) return;
       const inner = opened.inner;
+      sa.lastReceived = this.clock.now();
       this.follow(sa, local, remote);
       sa.completeRequest();
       this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} response ${h.messageId} [${inner.map(short).join(' ')}]`);
@@ -454,6 +467,7 @@ export class IkeV2Manager implements V2Context {
     const opened = this.open(sa, msg, raw);
     if (!opened) return;
     const inner = opened.inner;
+    sa.lastReceived = this.clock.now();
     this.follow(sa, local, remote);
     this.log.debug(`${sa.tag}: ${nameOf(ExchangeType, h.exchangeType)} request ${h.messageId} [${inner.map(short).join(' ')}]`);
     sa.expectedRequestId++;

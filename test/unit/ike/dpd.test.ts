@@ -24,6 +24,17 @@ describe('ike/v2 dead peer detection', () => {
     assert.equal(p.wire.length - before, 12);
   });
 
+  it('sends no check of its own while the peer is heard from anyway', async () => {
+    // The right side checks every 4 s; the left one, at 10 s, always has fresh word from its peer.
+    const p = new TwoPeers(peerConfig('left', { extra: dpd('clear') }), peerConfig('right', { extra: '    dpd_delay: 4s\n' }));
+    await up(p);
+    const before = p.wire.length;
+    await p.advance(60_000, 1000);
+    const leftRequests = p.wire.slice(before).filter((w) => w.from.address === '192.0.2.1' && (w.data.readUInt8(19) & 0x20) === 0);
+    assert.equal(leftRequests.length, 0);
+    assert.ok(p.wire.length - before >= 28, 'the right side kept checking');
+  });
+
   it('clears the SA and its CHILD_SAs within dpd_delay + dpd_timeout of the peer going silent', async () => {
     const p = new TwoPeers(peerConfig('left', { extra: dpd('clear') }), peerConfig('right'));
     await up(p);
