@@ -98,6 +98,31 @@ async function failQuick(ctx: V1Context, sa: IkeSaV1, q: QuickState, why: string
   else await ctx.dp.deleteSa(q.spiIn, 'in').catch(() => undefined);
   ctx.log.warn(`${sa.tag}: Quick Mode ${q.messageId.toString(16)} for ${q.cfg.name} failed: ${why}`);
   ctx.childFailed(sa, why);
+  retryRekey(ctx, sa, q);
+}
+
+/** Attempts at renewing one pair before it is left to expire. */
+const REKEY_TRIES = 3;
+const REKEY_RETRY_MS = 2000;
+const rekeyTries = new WeakMap<ChildSa, number>();
+
+/**
+ * A rekey that failed (unanswered, refused, or its ISAKMP SA gone midway)
+ * is tried again over whichever ISAKMP SA owns the pair then: only the
+ * side that made the pair renews it, so without this it would just expire.
+ */
+function retryRekey(ctx: V1Context, sa: IkeSaV1, q: QuickState): void {
+  const old = q.replaces;
+  if (!old || old.state !== 'INSTALLED') return;
+  const n = (rekeyTries.get(old) ?? 1) + 1;
+  if (n > REKEY_TRIES) { ctx.log.warn(`${sa.tag}: CHILD_SA ${q.cfg.name}{${old.uniqueId}} not rekeyed after ${REKEY_TRIES} tries: it expires at its lifetime`); return; }
+  rekeyTries.set(old, n);
+  ctx.log.info(`${sa.tag}: rekeying CHILD_SA ${q.cfg.name}{${old.uniqueId}} again in ${REKEY_RETRY_MS / 1000}s (try ${n} of ${REKEY_TRIES})`);
+  ctx.clock.setTimeout(() => {
+    const owner = ownerOf(ctx, sa, old);
+    if (owner?.state !== 'ESTABLISHED' || old.state !== 'INSTALLED') return;
+    void owner.enqueue(() => initiateQuick(ctx, owner, q.cfg, old));
+  }, REKEY_RETRY_MS);
 }
 
 /** HASH(n) first, then the rest; the hash covers the encoded rest (RFC 2409 5.5). */
@@ -391,6 +416,7 @@ export async function abandonQuicks(ctx: V1Context, sa: IkeSaV1): Promise<void> 
     quickStates(sa).delete(q.messageId);
     if (q.child) await uninstallChild(ctx.dp, q.child, sa.local, sa.remote, `${sa.conn.name}/${q.cfg.name}`).catch(() => undefined);
     else await ctx.dp.deleteSa(q.spiIn, 'in').catch(() => undefined);
+    retryRekey(ctx, sa, q);
   }
 }
 

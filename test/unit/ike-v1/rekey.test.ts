@@ -189,6 +189,23 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.equal(p.dpL.sas.size + p.dpL.policies.length + p.dpL.reserved.size, 0);
   });
 
+  it('a Quick Mode rekey that gets no answer is tried again before the pair expires', async function () {
+    const child = '        rekey_time: 100s\n        lifetime: 140s\n';
+    const p = new V1Peers(v1Config('left', { child }), v1Config('right', { child }));
+    await p.establish();
+    const spi0 = p.left.sas[0]!.children[0]!.spiIn;
+    // Every Quick Mode answer is lost until after the first rekey (at 90-100 s) ran out of retransmissions (1+2+4+8 s).
+    let deaf = true;
+    p.tap = (d, from) => (deaf && from.address === RIGHT.address && decodeIsakmpHeader(d).exchangeType === V1ExchangeType.QUICK ? null : d);
+    await p.advance(118_000, 500);
+    assert.equal(p.left.sas[0]!.children[0]!.spiIn, spi0);
+    deaf = false;
+    await p.advance(20_000, 500);
+    const { l } = onePairNoLeak(p);
+    assert.notEqual(l.children[0]!.spiIn, spi0);
+    assert.ok(count(p, /rekeying CHILD_SA net\{\d+\} again in 2s \(try 2 of 3\)/) >= 1, p.dump());
+  });
+
   it('follows a peer behind a NAT to its new mapping on its DPD R-U-THERE: updateSa both ways, the answer and the listing use the new port', async function () {
     const p = new V1Peers(v1Config('left', { extra: '    dpd_delay: 10s\n' }), v1Config('right'));
     p.nat = new PortNat(LEFT.address, 20000);
