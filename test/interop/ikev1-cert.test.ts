@@ -25,7 +25,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  createTopology, dumpLogsOnFailure, repoRoot, requireInterop, run, startCharon, startStyxd, summarizeSa,
+  createTopology, dumpLogsOnFailure, ping, repoRoot, requireInterop, run, startCharon, startStyxd, summarizeSa,
   type CharonHandle, type IkeSaInfo, type ParsedSa, type StyxdHandle, type Topology,
 } from './harness.js';
 import { styxChildKeysFromLogText } from './lib/styx-keys.js';
@@ -58,7 +58,7 @@ interface Setup {
 function styxYaml(t: Topology, s: Setup): string {
   return `daemon:
   listen: [${t.left.outer4}]
-  dataplane: memory
+  dataplane: userspace
 connections:
   ${STYX_CONN}:
     version: 1
@@ -90,7 +90,7 @@ function charonSwanctl(t: Topology, s: Setup, certFile: string): string {
     local_addrs = ${t.right.outer4}
     remote_addrs = ${t.left.outer4}
     proposals = ${PROPOSAL}
-    encap = no
+    encap = yes
     keyingtries = 1
     local {
       auth = pubkey
@@ -206,6 +206,15 @@ async function reset(p: Peers): Promise<void> {
 const since = (text: string, mark: number): string => Buffer.from(text).subarray(mark).toString('utf8');
 const re = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** Traffic crosses the tunnel both ways through styx's userspace ESP and charon's libipsec. */
+async function assertTraffic(p: Peers): Promise<void> {
+  const t = p.topo!;
+  const there = await ping(t.left.ns, t.right.inner4, { from: t.left.inner4, count: 3 });
+  assert.equal(there.received, 3, there.output);
+  const back = await ping(t.right.ns, t.left.inner4, { from: t.right.inner4, count: 3 });
+  assert.equal(back.received, 3, back.output);
+}
+
 /**
  * Roles, cookies (charon lists them as the IKE SPIs), mirrored ESP SPIs
  * and the CHILD_SA keys: styx's `_i` keys are the Quick Mode initiator's
@@ -272,6 +281,7 @@ for (const g of GOOD) {
       assert.equal(r.code, 0, `styx initiate failed: ${r.stderr}${r.stdout}`);
       const { sa, csa } = await bothUp(p);
       assertAgreement(p, sa, csa, true);
+      await assertTraffic(p);
       assert.equal(sa.local.id, DN(g.styx), 'styx sends its certificate subject as ID_DER_ASN1_DN by default');
       assert.equal(sa.remote.id, `${g.charon.cn}.styx.example`);
       const c = p.charon.logText();
@@ -291,6 +301,7 @@ for (const g of GOOD) {
       await p.charon.initiate(CHILD, CHARON_CONN, 20);
       const { sa, csa } = await bothUp(p);
       assertAgreement(p, sa, csa, false);
+      await assertTraffic(p);
       const c = since(p.charon.logText(), mark);
       assert.match(c, /received cert request for 'C=CH, O=styx, CN=styx Root CA'/);
       assert.match(c, new RegExp(`authentication of '${re(DN(g.styx))}' with ${g.charonScheme} successful`));
