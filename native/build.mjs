@@ -1,11 +1,16 @@
 #!/usr/bin/env node
-// Builds native/build/Release/styx_tun.node with node-gyp (npm's bundled
+// Builds native/build/Release/styx_tun.node (TUN access, required for the
+// userspace data plane) and styx_esp.node (AEAD crypto on node's own OpenSSL
+// and sendmmsg: the fast ESP path, optional) with node-gyp (npm's bundled
 // copy) against the headers of the Node that runs this script, so the build
 // needs no network: node-gyp would otherwise try to download headers when
-// npm's `nodedir` is not configured.
+// npm's `nodedir` is not configured. styx_esp needs the OpenSSL headers Node
+// installs with its own (<prefix>/include/node/openssl); if it does not
+// build, the TUN addon is built alone and ESP runs on node:crypto.
 //
 //   STYX_SKIP_NATIVE=1      do nothing (a machine that never opens a TUN)
 //   STYX_NATIVE_OPTIONAL=1  a failed build warns instead of failing the install
+//   STYX_SKIP_ESP_ADDON=1   build the TUN addon only
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -15,11 +20,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const log = (m) => process.stderr.write(`styx native: ${m}\n`);
 
 if (process.env.STYX_SKIP_NATIVE === '1') {
-  log('STYX_SKIP_NATIVE=1: not building the TUN addon');
+  log('STYX_SKIP_NATIVE=1: not building the addons');
   process.exit(0);
 }
 if (process.platform !== 'linux') {
-  log(`${process.platform}: the TUN addon is Linux-only; not building it`);
+  log(`${process.platform}: the addons are Linux-only; not building them`);
   process.exit(0);
 }
 
@@ -48,10 +53,23 @@ const nodedir = findNodeDir();
 const args = [gyp, 'rebuild', '--directory', here];
 if (nodedir) args.push(`--nodedir=${nodedir}`);
 else log('no local Node headers found: node-gyp may try to download them');
+if (nodedir && !existsSync(join(nodedir, 'include', 'node', 'openssl', 'evp.h'))) {
+  log(`${join(nodedir, 'include', 'node', 'openssl')} has no OpenSSL headers: styx_esp may not build`);
+}
 
-const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
-if (r.status !== 0) fail(`node-gyp exited with ${r.status ?? r.signal} (needs g++, make, python3 and Node's headers)`);
+const gypRun = (extra) => spawnSync(process.execPath, [...args, ...extra], { stdio: 'inherit' }).status;
+const skipEsp = process.env.STYX_SKIP_ESP_ADDON === '1';
+let status = gypRun(skipEsp ? ['--', '-Dstyx_skip_esp=1'] : []);
+let espBuilt = !skipEsp && status === 0;
+if (status !== 0 && !skipEsp) {
+  log('building both addons failed; building the TUN addon alone (ESP will use node:crypto and one send per packet)');
+  status = gypRun(['--', '-Dstyx_skip_esp=1']);
+  espBuilt = false;
+}
+if (status !== 0) fail(`node-gyp exited with ${status} (needs g++, make, python3 and Node's headers)`);
 log(`built ${join(here, 'build', 'Release', 'styx_tun.node')}`);
+if (espBuilt) log(`built ${join(here, 'build', 'Release', 'styx_esp.node')}`);
+else log(`not built: ${join(here, 'build', 'Release', 'styx_esp.node')} (${skipEsp ? 'STYX_SKIP_ESP_ADDON=1' : 'see the errors above'})`);
 
 function fail(why) {
   log(`building the TUN addon failed: ${why}`);

@@ -14,6 +14,7 @@ import { isIPv6 } from 'node:net';
 import os from 'node:os';
 import type { Logger } from '../util/log.js';
 import type { Endpoint } from '../dataplane/api.js';
+import { FastUdpSocket } from '../esp/udp.js';
 
 export const IKE_PORT = 500;
 export const NAT_T_PORT = 4500;
@@ -29,7 +30,8 @@ export interface Sender {
 
 export interface SocketCounters { received: number; sent: number; sentRaw: number; keepalives: number; esp: number; dropped: number; sendErrors: number }
 
-interface Bound { sock: dgram.Socket; local: Endpoint; natT: boolean }
+/** `fast`: the NAT-T socket came from the styx_esp addon, which sends ESP in batches (sendmmsg) on its fd. */
+interface Bound { sock: dgram.Socket; local: Endpoint; natT: boolean; fast: FastUdpSocket | null }
 
 /** Addresses on this host's interfaces, for binding when no listen list is given. */
 export function hostAddresses(): string[] {
@@ -70,15 +72,25 @@ export class IkeSockets implements Sender {
 
   private open(address: string, port: number, natT: boolean): Promise<Bound> {
     return new Promise((resolve, reject) => {
+      // NAT-T: with the styx_esp addon built, it opens and binds the socket (with the buffer sizes below) and
+      // dgram wraps its fd, so ESP can leave in sendmmsg batches from the same socket (see esp/udp.ts).
+      let fast: FastUdpSocket | null = null;
+      try {
+        fast = natT ? FastUdpSocket.open(address, port, RECV_BUFFER_BYTES) : null;
+      } catch (e) {
+        reject(e);
+        return;
+      }
       const sock = isIPv6(address) ? dgram.createSocket({ type: 'udp6', ipv6Only: true }) : dgram.createSocket({ type: 'udp4' });
       const onError = (e: Error): void => { sock.close(); reject(e); };
       sock.once('error', onError);
-      sock.bind({ address, port, exclusive: true }, () => {
+      sock.bind(fast ? { fd: fast.fd } : { address, port, exclusive: true }, () => {
         sock.off('error', onError);
         const local = { address, port: sock.address().port };
         // ESP-in-UDP arrives in bursts; a larger receive buffer (capped by the kernel's rmem_max) drops less.
-        if (natT) { try { sock.setRecvBufferSize(RECV_BUFFER_BYTES); sock.setSendBufferSize(RECV_BUFFER_BYTES); } catch { /* keep the default */ } }
-        const b: Bound = { sock, local, natT };
+        if (natT && !fast) { try { sock.setRecvBufferSize(RECV_BUFFER_BYTES); sock.setSendBufferSize(RECV_BUFFER_BYTES); } catch { /* keep the default */ } }
+        const b: Bound = { sock, local, natT, fast };
+        fast?.attach((d, r) => sock.send(d, r.port, r.address, this.onRawSent), this.onRawSent);
         sock.on('error', (e) => this.log.warn(`socket ${fmt(local)}: ${e.message}`));
         sock.on('message', (msg, rinfo) => this.receive(b, msg, { address: rinfo.address, port: rinfo.port }));
         this.log.debug(`listening on ${fmt(local)}${natT ? ' (NAT-T)' : ''}`);
@@ -134,7 +146,8 @@ export class IkeSockets implements Sender {
   sendRaw(data: Buffer, local: Endpoint, remote: Endpoint): void {
     const b = this.find(local);
     if (!b) { this.counters.sendErrors++; return; }
-    b.sock.send(data, remote.port, remote.address, this.onRawSent);
+    if (b.fast) b.fast.queue(data, remote);
+    else b.sock.send(data, remote.port, remote.address, this.onRawSent);
     this.counters.sentRaw++;
   }
 
@@ -148,7 +161,7 @@ export class IkeSockets implements Sender {
   private lastRawErrorLog = 0;
 
   async close(): Promise<void> {
-    await Promise.all(this.bound.map((b) => new Promise<void>((r) => b.sock.close(() => r()))));
+    await Promise.all(this.bound.map((b) => new Promise<void>((r) => { b.fast?.close(); b.sock.close(() => r()); })));
     this.bound = [];
   }
 }

@@ -11,11 +11,20 @@
  *
  * Only UDP-encapsulated ESP is carried: Node has no raw IP sockets for
  * protocol 50, so the daemon forces encapsulation on every connection.
+ *
+ * Fast path, when the styx_esp addon is built (native/styx_esp.c): AEAD SAs
+ * seal and open through a keyed OpenSSL context each (esp/fast.ts) instead
+ * of a new node:crypto cipher per packet, and net/ sends each turn's ESP in
+ * one sendmmsg (esp/udp.ts). The engine's logic is the same either way; CBC
+ * SAs, and every SA without the addon or with STYX_ESP_FAST=0, use the JS
+ * transforms.
  */
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import os from 'node:os';
 import { EspEngine } from '../../../esp/engine.js';
+import { releaseFastCrypto, useFastCrypto } from '../../../esp/fast.js';
+import { tryLoadEspAddon, type EspAddon } from '../../../esp/native.js';
 import type { TunDevice } from '../../../tun/api.js';
 import type { Logger } from '../../../util/log.js';
 import type { DataplaneBackend, DataplaneEvents, Direction, Endpoint, PolicyParams, SaCounters, SaParams, Selector } from '../../api.js';
@@ -39,6 +48,8 @@ export interface UserspaceOptions {
   log: Logger;
   /** How often time-based SA limits are checked. */
   tickMs?: number;
+  /** The ESP addon for AEAD crypto; default: loaded if built. null: the JS transforms only. */
+  addon?: EspAddon | null;
 }
 
 const key = (spi: number, dir: Direction): string => `${dir}:${spi >>> 0}`;
@@ -85,9 +96,19 @@ export class UserspaceBackend implements DataplaneBackend {
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
   private tunShortWrites = 0;
+  private readonly addon: EspAddon | null;
+  /** SAs installed with the addon's crypto and with node:crypto's. */
+  private fastSas = 0;
+  private jsSas = 0;
 
   constructor(private readonly tun: RoutedTun, private readonly transport: EspTransport, private readonly opts: UserspaceOptions) {
     this.engine = new EspEngine();
+    if (opts.addon !== undefined) this.addon = opts.addon;
+    else {
+      const load = tryLoadEspAddon();
+      this.addon = load.ok ? load.addon : null;
+      opts.log.info(load.ok ? `ESP crypto: AES-GCM and ChaCha20-Poly1305 in the styx_esp addon (${load.addon.openssl()})` : `ESP crypto: node:crypto only (${load.reason})`);
+    }
     this.engine.events.on('expire', (e) => this.events.emit('expire', e));
     this.engine.events.on('acquire', (e) => this.events.emit('acquire', e));
     tun.onPackets((pkts) => this.outbound(pkts));
@@ -129,6 +150,15 @@ export class UserspaceBackend implements DataplaneBackend {
   async addSa(sa: SaParams): Promise<void> {
     if (!sa.encap) this.opts.log.debug(`${sa.tag}: SA ${key(sa.spi, sa.direction)} sent in UDP although not negotiated as such: the userspace data plane has no raw ESP`);
     this.engine.addSa({ ...sa, encap: true });
+    let fast = false;
+    try {
+      fast = useFastCrypto(this.engine.getSa(sa.spi, sa.direction)!, sa, this.addon);
+    } catch (e) {
+      // The SA works as installed, on node:crypto.
+      this.opts.log.warn(`${sa.tag}: ESP addon refused the SA's keys, using node:crypto: ${(e as Error).message}`);
+    }
+    if (fast) this.fastSas++;
+    else this.jsSas++;
     this.opts.log.info(`${sa.tag}: installed ${sa.direction === 'in' ? 'inbound' : 'outbound'} ESP SA ${(sa.spi >>> 0).toString(16).padStart(8, '0')} ${sa.src.address} -> ${sa.dst.address}`);
   }
 
@@ -137,7 +167,9 @@ export class UserspaceBackend implements DataplaneBackend {
   }
 
   async deleteSa(spi: number, direction: Direction): Promise<void> {
+    const sa = this.engine.getSa(spi, direction);
     this.engine.deleteSa(spi, direction);
+    if (sa) releaseFastCrypto(sa);
     if (direction === 'in') this.reserved.delete(spi >>> 0);
   }
 
@@ -171,7 +203,7 @@ export class UserspaceBackend implements DataplaneBackend {
   }
 
   stats(): Record<string, number> {
-    return { ...this.engine.counters(), ...this.engine.saDropTotals(), tunWriteShort: this.tunShortWrites };
+    return { ...this.engine.counters(), ...this.engine.saDropTotals(), tunWriteShort: this.tunShortWrites, fastCryptoSas: this.fastSas, jsCryptoSas: this.jsSas };
   }
 
   async close(): Promise<void> {
