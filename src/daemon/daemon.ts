@@ -126,6 +126,7 @@ export class Daemon implements ControlHandler {
     dp.events.on('acquire', (a) => { void traps.onAcquire(a.selector); });
     const trapConn = (conn: ConnectionConfig): void => { for (const ch of conn.children) void traps.install(conn, ch); };
     manager.onTrap = trapConn;
+    v1.onTrap = trapConn;
     const d = new Daemon(cfg, opts, manager, v1, sockets, dp, null, keepalive, traps);
     const socketPath = opts.socketPath ?? cfg.daemon.controlSocket;
     d.control = await startControlServer(socketPath, d, logs.for('control'));

@@ -204,7 +204,8 @@ export async function handleAggressive(ctx: V1Context, sa: IkeSaV1, msg: IsakmpM
       }
     }
     // AM3 is final: it is not retransmitted by itself, only in answer to a repeated AM2.
-    sa.send(0, sa.encodeEncrypted(AM, 0, [...proof, ...natPayloads(sa), initialContact(sa)]), 'AM3', false);
+    // INITIAL-CONTACT would make the peer drop the IPsec SAs a phase-1 rekey carries over.
+    sa.send(0, sa.encodeEncrypted(AM, 0, [...proof, ...natPayloads(sa), ...(sa.replaces ? [] : [initialContact(sa)])]), 'AM3', false);
     established(ctx, sa, p);
     return;
   }

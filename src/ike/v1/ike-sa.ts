@@ -16,7 +16,7 @@ import { MalformedError } from '../../util/errors.js';
 import type { Logger } from '../../util/log.js';
 import type { Clock, TimerHandle } from '../../util/timers.js';
 import {
-  V1NotifyType, V1PayloadType, encodeIsakmp, encodeIsakmpEncrypted, encodeV1PayloadChain, v1ExchangeName,
+  encodeIsakmp, encodeIsakmpEncrypted, encodeV1PayloadChain, v1ExchangeName,
   type IsakmpEncryptedMessage, type IsakmpHeaderInit, type Phase1Attributes, type V1Payload,
 } from '../../wire/ikev1/index.js';
 import type { Identity } from '../identity.js';
@@ -164,10 +164,6 @@ export class IkeSaV1 {
   /** RFC 2408 3.1 E flag with the appendix B IV chain; the chain moves on with what we send. */
   encodeEncrypted(exchange: number, messageId: number, payloads: V1Payload[]): Buffer {
     if (!this.cipher || !this.keys || !this.iv) throw new MalformedError('ISAKMP SA', 'no keys to encrypt with');
-    // RFC 2407 4.6.3.3: INITIAL-CONTACT says we hold no other SA with the peer, which a rekey's
-    // phase 1 does; the peer would drop the IPsec SAs the new ISAKMP SA is to adopt. MM5/AM3
-    // add it unconditionally, so a rekey leaves it out here.
-    if (this.replaces) payloads = payloads.filter((p) => !(p.type === V1PayloadType.N && p.notifyType === V1NotifyType.INITIAL_CONTACT));
     const { firstType, bytes } = encodeV1PayloadChain(payloads);
     const { ciphertext } = v1Encrypt(this.cipher, this.keys.encryptionKey, this.iv.iv(messageId), bytes);
     this.iv.advance(messageId, ciphertext);

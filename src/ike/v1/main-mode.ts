@@ -229,7 +229,8 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
       }
       sa.setStep('MAIN_I3');
       sa.log.info(`${sa.tag}: authenticating as '${identityText(sa.localId!)}' with ${how}`);
-      sa.send(0, sa.encodeEncrypted(MM, 0, [id, ...proof, initialContact(sa)]), 'MM5', true);
+      // INITIAL-CONTACT would make the peer drop the IPsec SAs a phase-1 rekey carries over.
+      sa.send(0, sa.encodeEncrypted(MM, 0, [id, ...proof, ...(sa.replaces ? [] : [initialContact(sa)])]), 'MM5', true);
       return;
     }
     case 'MAIN_R2': {
