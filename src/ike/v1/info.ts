@@ -198,6 +198,8 @@ async function onNotify(ctx: V1Context, sa: IkeSaV1, n: V1NotifyPayload): Promis
         const name = nameOf(V1NotifyType, n.notifyType);
         ctx.log.warn(`${sa.tag}: peer reports ${name}${n.spi.length ? ` for SPI ${n.spi.toString('hex')}` : ''}`);
         if (n.protocol === V1ProtocolId.IPSEC_ESP) await quickRefused(ctx, sa, n.spi, name);
+        // A phase 1 the peer refuses (e.g. AUTHENTICATION-FAILED after MM5) ends now, not after retransmissions.
+        else if (sa.state === 'CONNECTING') await ctx.destroy(sa, `peer refused phase 1: ${name}`);
         return;
       }
       ctx.log.debug(`${sa.tag}: peer sent status ${nameOf(V1NotifyType, n.notifyType)}`);
