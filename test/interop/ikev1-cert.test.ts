@@ -15,11 +15,10 @@
  * - A revoked certificate (mars) and one for another identity (jupiter
  *   presented as sun) from charon, refused by styx with the reason in its
  *   log, whichever side initiates, and no SA left on either side.
- * - charon refusing styx's revoked certificate: styx gives up on MM5 saying
- *   its certificate may not be trusted (it only logs charon's protected
- *   AUTHENTICATION-FAILED: Informationals are handled outside phase 1).
+ * - charon refusing styx's revoked certificate: styx reads charon's
+ *   protected AUTHENTICATION-FAILED and ends the phase 1 at once, naming it.
  *
- * styxd runs in the left namespace (memory data plane), charon in the right.
+ * styxd runs in the left namespace (userspace data plane), charon in the right.
  */
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -364,10 +363,10 @@ describe('IKEv1 certificates with strongSwan: charon refuses styx\'s revoked cer
     charonCert: { file: 'sun.pem' }, charonId: 'sun.styx.example',
   });
 
-  it('styx initiates: charon finds mars on its CRL and answers AUTHENTICATION-FAILED; styx gives up on MM5 naming its certificate, no SA anywhere', async function () {
+  it('styx initiates: charon finds mars on its CRL and answers AUTHENTICATION-FAILED; styx ends the phase 1 at once naming it, no SA anywhere', async function () {
     const r = await p.styx.styxRun(['initiate', STYX_CONN], { timeoutMs: 60_000 });
     assert.equal(r.code, 1, `styx initiate should fail: ${r.stdout}${r.stderr}`);
-    assert.match(`${r.stdout}${r.stderr}`, /did not answer MM5: does it trust our certificate\?/);
+    assert.match(`${r.stdout}${r.stderr}`, /peer refused phase 1: AUTHENTICATION_FAILED/);
     assert.match(p.charon.logText(), /certificate was revoked on .*, reason: key compromise/);
     assert.match(p.styx.logText(), /peer reports AUTHENTICATION_FAILED/);
     await bothDown(p);
