@@ -88,8 +88,10 @@ static void throw_errno(napi_env env, int err, const char* syscall, const char* 
   napi_throw(env, e);
 }
 
-static void throw_range(napi_env env, const char* msg) {
+/* Returns NULL so a callback can `return throw_range(...)`. */
+static napi_value throw_range(napi_env env, const char* msg) {
   napi_throw_range_error(env, "ERR_STYX_ESP_ARGS", msg);
+  return NULL;
 }
 
 static napi_value undefined(napi_env env) {
@@ -177,14 +179,14 @@ static napi_value aead_new(napi_env env, napi_callback_info info) {
 
   const EVP_CIPHER* cipher = NULL;
   if (kind == KIND_AES_GCM) {
-    if (icv != 8 && icv != 12 && icv != 16) return throw_range(env, "styx_esp: GCM ICV must be 8, 12 or 16 octets"), NULL;
+    if (icv != 8 && icv != 12 && icv != 16) return throw_range(env, "styx_esp: GCM ICV must be 8, 12 or 16 octets");
     cipher = key_len == 16 ? EVP_aes_128_gcm() : key_len == 24 ? EVP_aes_192_gcm() : key_len == 32 ? EVP_aes_256_gcm() : NULL;
   } else if (kind == KIND_CHACHA20_POLY1305) {
-    if (icv != 16) return throw_range(env, "styx_esp: ChaCha20-Poly1305 ICV must be 16 octets"), NULL;
+    if (icv != 16) return throw_range(env, "styx_esp: ChaCha20-Poly1305 ICV must be 16 octets");
     cipher = key_len == 32 ? EVP_chacha20_poly1305() : NULL;
   }
-  if (!cipher) return throw_range(env, "styx_esp: unknown AEAD or wrong key length"), NULL;
-  if (salt_len != SALT) return throw_range(env, "styx_esp: the salt must be 4 octets"), NULL;
+  if (!cipher) return throw_range(env, "styx_esp: unknown AEAD or wrong key length");
+  if (salt_len != SALT) return throw_range(env, "styx_esp: the salt must be 4 octets");
 
   aead_sa* sa = calloc(1, sizeof *sa);
   if (!sa) {
@@ -302,7 +304,7 @@ static napi_value aead_seal(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_uint32(env, argv[3], &pt_len));
   CHECK(napi_get_value_uint32(env, argv[4], &seq_high));
   if (pt_at < ESP_HEADER + AEAD_IV || (uint64_t)pt_at + pt_len + sa->icv > len || pt_len > INT32_MAX)
-    return throw_range(env, "styx_esp: seal range outside the buffer"), NULL;
+    return throw_range(env, "styx_esp: seal range outside the buffer");
   if (!aead_seal_one(sa, out, pt_at, pt_len, seq_high)) {
     napi_throw_error(env, "ERR_STYX_ESP_EVP", "styx_esp: AEAD encryption failed");
     return NULL;
@@ -324,7 +326,7 @@ static napi_value aead_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_buffer_info(env, argv[2], &out, &out_len));
   CHECK(napi_get_value_uint32(env, argv[3], &seq_high));
   if (len < ESP_HEADER + AEAD_IV + sa->icv || len > INT32_MAX || out_len < len - ESP_HEADER - AEAD_IV - sa->icv)
-    return throw_range(env, "styx_esp: open: packet too short or output too small"), NULL;
+    return throw_range(env, "styx_esp: open: packet too short or output too small");
   return boolean(env, aead_open_one(sa, packet, len, out, seq_high) == 1);
 }
 
@@ -408,9 +410,15 @@ static napi_value udp_buffer_sizes(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_int32(env, argv[0], &fd));
   int r = 0, s = 0;
   socklen_t l = sizeof r;
-  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, &l) < 0) return throw_errno(env, errno, "getsockopt", "SO_RCVBUF"), NULL;
+  if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &r, &l) < 0) {
+    throw_errno(env, errno, "getsockopt", "SO_RCVBUF");
+    return NULL;
+  }
   l = sizeof s;
-  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s, &l) < 0) return throw_errno(env, errno, "getsockopt", "SO_SNDBUF"), NULL;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &s, &l) < 0) {
+    throw_errno(env, errno, "getsockopt", "SO_SNDBUF");
+    return NULL;
+  }
   napi_value arr, a, b;
   CHECK(napi_create_array_with_length(env, 2, &arr));
   CHECK(napi_create_int32(env, r, &a));
@@ -437,7 +445,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   CHECK(napi_get_array_length(env, argv[1], &total));
   CHECK(napi_get_value_uint32(env, argv[2], &start));
   CHECK(napi_get_value_uint32(env, argv[3], &count));
-  if ((uint64_t)start + count > total) return throw_range(env, "styx_esp: send range outside the array"), NULL;
+  if ((uint64_t)start + count > total) return throw_range(env, "styx_esp: send range outside the array");
   struct sockaddr_storage ss;
   socklen_t sl = 0;
   if (parse_addr(env, argv[4], argv[5], &ss, &sl)) return NULL;
@@ -445,7 +453,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   size_t rlen = 0;
   void* rdata = NULL;
   CHECK(napi_get_typedarray_info(env, argv[6], &tt, &rlen, &rdata, NULL, NULL));
-  if (tt != napi_int32_array || rlen < 2) return throw_range(env, "styx_esp: result must be an Int32Array(2)"), NULL;
+  if (tt != napi_int32_array || rlen < 2) return throw_range(env, "styx_esp: result must be an Int32Array(2)");
   int32_t* result = rdata;
 
   struct mmsghdr msgs[SEND_CHUNK];

@@ -45,7 +45,8 @@ export class FastUdpSocket {
    * kernel rather than being dropped.
    */
   static open(address: string, port: number, bufferBytes: number, addon: EspAddon | null = espAddon()): FastUdpSocket | null {
-    if (!addon) return null;
+    // Scoped IPv6 (fe80::1%eth0) is left to dgram, which knows interface names.
+    if (!addon || address.includes('%')) return null;
     return new FastUdpSocket(addon, addon.udpOpen(address, port, bufferBytes, bufferBytes));
   }
 

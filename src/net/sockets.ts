@@ -93,7 +93,7 @@ export class IkeSockets implements Sender {
         fast?.attach((d, r) => sock.send(d, r.port, r.address, this.onRawSent), this.onRawSent);
         sock.on('error', (e) => this.log.warn(`socket ${fmt(local)}: ${e.message}`));
         sock.on('message', (msg, rinfo) => this.receive(b, msg, { address: rinfo.address, port: rinfo.port }));
-        this.log.debug(`listening on ${fmt(local)}${natT ? ' (NAT-T)' : ''}`);
+        this.log.debug(`listening on ${fmt(local)}${natT ? (fast ? ' (NAT-T, ESP sent with sendmmsg)' : ' (NAT-T)') : ''}`);
         resolve(b);
       });
     });
