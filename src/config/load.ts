@@ -43,7 +43,7 @@ const REMOTE_ONLY = ['cacerts', 'crls'] as const;
 /** RFC 7383 2.5.1: 1280 is the IPv6 minimum MTU, safe on any path; below 256 a fragment carries almost nothing. */
 const DEFAULT_FRAGMENT_SIZE = 1280;
 const MIN_FRAGMENT_SIZE = 256;
-const CHILD_KEYS = ['local_ts', 'remote_ts', 'esp_proposals', 'mode', 'start_action', 'rekey_time', 'lifetime'] as const;
+const CHILD_KEYS = ['local_ts', 'remote_ts', 'esp_proposals', 'mode', 'start_action', 'rekey_time', 'lifetime', 'rekey_bytes', 'life_bytes', 'rekey_packets', 'life_packets'] as const;
 const RETRANSMIT_KEYS = ['timeout', 'tries', 'base'] as const;
 const SECRET_KEYS = ['ids', 'psk'] as const;
 
@@ -336,7 +336,13 @@ function parseChild(name: string, v: Value, famLocal: 4 | 6, famRemote: 4 | 6): 
   const weak = espProposals.find((p) => p.encr.some((e) => e.id === EncrId.ENCR_3DES) || p.dh.includes(DhId.MODP_1024));
   if (weak) m.get('esp_proposals').fail(`'${weak.text}': 3des and modp1024 are not offered for ESP`);
   const { rekeyTime, lifetime } = parseLifetimes(m, 3600);
+  // Volume limits, counted by the data plane (RFC 4301 4.4.2.1: soft starts a rekey, hard ends the SA); 0 = none.
+  const count = (key: 'rekey_bytes' | 'life_bytes' | 'rekey_packets' | 'life_packets'): number => m.opt(key, (x) => x.int(0, Number.MAX_SAFE_INTEGER), 0);
+  const volume = { rekeyBytes: count('rekey_bytes'), lifeBytes: count('life_bytes'), rekeyPackets: count('rekey_packets'), lifePackets: count('life_packets') };
+  if (volume.rekeyBytes && volume.lifeBytes && volume.lifeBytes <= volume.rekeyBytes) m.get('life_bytes').fail('life_bytes must be larger than rekey_bytes');
+  if (volume.rekeyPackets && volume.lifePackets && volume.lifePackets <= volume.rekeyPackets) m.get('life_packets').fail('life_packets must be larger than rekey_packets');
   return {
+    ...volume,
     name,
     localTs: parseTsList(m.get('local_ts'), famLocal),
     remoteTs: parseTsList(m.get('remote_ts'), famRemote),

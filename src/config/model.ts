@@ -69,6 +69,8 @@ export interface ChildConfig {
   startAction: 'start' | 'trap' | 'none';
   lifetime: number;                 // seconds
   rekeyTime: number;                // seconds
+  /** Volume limits counted by the data plane; 0 = none. */
+  rekeyBytes: number; lifeBytes: number; rekeyPackets: number; lifePackets: number;
 }
 
 export interface ConnectionConfig {

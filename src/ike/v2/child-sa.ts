@@ -55,6 +55,17 @@ const selector = (ts: TrafficSelector): Selector => ({
   protocol: ts.ipProtocol, startPort: ts.startPort, endPort: ts.endPort,
 });
 
+function volumeLimits(c: ChildConfig, hardSeconds: number): SaParams['limits'] {
+  const n = (v: number): bigint | undefined => (v > 0 ? BigInt(v) : undefined);
+  const l: NonNullable<SaParams['limits']> = { hardSeconds };
+  const [sb, hb, sp, hp] = [n(c.rekeyBytes), n(c.lifeBytes), n(c.rekeyPackets), n(c.lifePackets)];
+  if (sb !== undefined) l.softBytes = sb;
+  if (hb !== undefined) l.hardBytes = hb;
+  if (sp !== undefined) l.softPackets = sp;
+  if (hp !== undefined) l.hardPackets = hp;
+  return l;
+}
+
 export const spiHex = (spi: number): string => (spi >>> 0).toString(16).padStart(8, '0');
 
 /** The SaParams of one direction; `initiator` says which half of KEYMAT is ours to send with (2.17). */
@@ -65,7 +76,8 @@ function saParams(child: ChildSa, direction: 'in' | 'out', initiator: boolean, l
   return {
     protocol: 'esp', mode: child.mode, esn: sel.esn === 1, replayWindow: 128, encap: child.encap,
     selectors: { local: child.localTs.map(selector), remote: child.remoteTs.map(selector) },
-    limits: { softSeconds: child.config.rekeyTime, hardSeconds: child.config.lifetime }, tag,
+    // IKE keeps time itself (with jitter); the data plane counts volume, and holds the hard time limit as a backstop.
+    limits: volumeLimits(child.config, child.config.lifetime), tag,
     spi: direction === 'in' ? child.spiIn : child.spiOut, direction,
     src: direction === 'in' ? remote : local, dst: direction === 'in' ? local : remote,
     encr: { id: sel.encr.id, key: keys.e, keyLength: sel.encr.keyLength }, integ: sel.integ ? { id: sel.integ, key: keys.a } : null,

@@ -55,6 +55,28 @@ export class IkeV2Manager implements V2Context {
     readonly log: Logger,
   ) {
     this.cfg = cfg;
+    dp.events.on('expire', (e) => this.onExpire(e.spi, e.direction, e.hard));
+  }
+
+  /**
+   * The data plane counted a CHILD_SA past a volume limit (RFC 4301 4.4.2.1):
+   * soft starts a rekey, hard deletes it. Time limits are kept here, so an
+   * event for a CHILD_SA already being replaced changes nothing.
+   */
+  private onExpire(spi: number, direction: 'in' | 'out', hard: boolean): void {
+    for (const sa of this.sas) {
+      const child = sa.children.find((c) => (direction === 'in' ? c.spiIn : c.spiOut) === spi >>> 0);
+      if (!child) continue;
+      if (hard) {
+        if (child.state === 'DELETING' || child.state === 'DELETED') return;
+        this.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} reached a hard volume limit`);
+        void sa.enqueue(async () => deleteChild(this, sa, child, 'hard volume limit reached'));
+      } else if (child.state === 'INSTALLED' && sa.state === 'ESTABLISHED') {
+        this.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} reached a soft volume limit: rekeying`);
+        void sa.enqueue(() => initiateChild(this, sa, child.config, child));
+      }
+      return;
+    }
   }
 
   /** 2.10: nonces are random and at least half the PRF key size; 32 bytes covers every PRF here. */

@@ -95,6 +95,29 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assertOnePair(p);
   });
 
+  it('rekeys on the data plane\'s soft volume limit and deletes on its hard one (RFC 4301 4.4.2.1)', async () => {
+    const vol = { child: '        rekey_bytes: 1000000\n        life_bytes: 2000000\n' };
+    const p = new TwoPeers(peerConfig('left', { ...LONG, ...vol }), peerConfig('right', LONG));
+    await up(p);
+    const l = p.left.sas[0]!;
+    const first = l.children[0]!;
+    const installed = p.dpL.sas.get(`out:${first.spiOut}`)!;
+    assert.equal(installed.limits?.softBytes, 1000000n);
+    assert.equal(installed.limits?.hardBytes, 2000000n);
+    // What the userspace engine raises when the outbound SA crosses rekey_bytes.
+    p.dpL.events.emit('expire', { spi: first.spiOut, direction: 'out', hard: false });
+    await p.settle();
+    await p.advance(3_000);
+    assertOnePair(p);
+    const second = p.left.sas[0]!.children[0]!;
+    assert.notEqual(second, first);
+    // A hard limit deletes the CHILD_SA on both sides.
+    p.dpL.events.emit('expire', { spi: second.spiIn, direction: 'in', hard: true });
+    await p.settle();
+    assert.equal(p.left.sas[0]!.children.length, 0);
+    assert.equal(p.right.sas[0]!.children.length, 0);
+  });
+
   it('rekeys with PFS when the ESP proposal names a group', async () => {
     const esp = 'aes128gcm16-x25519';
     const p = new TwoPeers(peerConfig('left', { ...SHORT, esp }), peerConfig('right', { ...LONG, esp }));
