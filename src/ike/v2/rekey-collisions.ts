@@ -9,6 +9,9 @@ import { installOutbound, spiHex, uninstallChild, type ChildSa } from './child-s
 import type { V2Context } from './context.js';
 import type { IkeSaV2 } from './ike-sa.js';
 
+/** How long the loser of an IKE rekey collision has to close its redundant SA before we drop it. */
+const ORPHAN_GRACE_MS = 5000;
+
 const lowest = (...nonces: Buffer[]): Buffer => nonces.reduce((a, b) => (Buffer.compare(a, b) <= 0 ? a : b));
 const spiBuf = (spi: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32BE(spi >>> 0); return b; };
 
@@ -104,6 +107,13 @@ export async function ikeRekeyDone(ctx: V2Context, old: IkeSaV2, next: IkeSaV2):
       return; // the peer, the winner, deletes the old SA
     }
     ctx.log.info(`${old.tag}: IKE rekey collision: ours ${next.tag} stays, the peer closes ${theirs.tag}`);
+    // A peer that met our delete of the old SA before our answer may abandon its rekey instead of
+    // closing the SA it created; then nobody would: drop our copy once it had time to do so.
+    next.timers.push(ctx.clock.setTimeout(() => {
+      if (theirs.state === 'DESTROYED' || theirs.children.length > 0) return;
+      ctx.log.info(`${theirs.tag}: the peer did not close this redundant IKE SA; dropping it`);
+      void ctx.destroy(theirs, 'redundant after an IKE rekey collision; the peer abandoned it');
+    }, ORPHAN_GRACE_MS));
   }
   moveChildren(old, survivor);
   ctx.log.info(`${old.tag}: IKE SA rekeyed into ${survivor.tag}`);
