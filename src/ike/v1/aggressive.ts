@@ -124,7 +124,7 @@ export function respondAggressive1(ctx: V1Context, msg: IsakmpPlainMessage, raw:
     ];
     // NAT-D needs the vendor IDs read first: only a peer that announced NAT-T gets them (RFC 3947 3.1).
     const tail: V1Payload[] = [...ourVendorIds(), ...natPayloads(sa)];
-    if (theirs !== undefined && theirs > conn.lifetime) tail.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, conn.lifetime));
+    if (theirs !== undefined && theirs > conn.lifetime) tail.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, { seconds: conn.lifetime }));
     sa.received(0, raw);
     sa.onGiveUp = () => { void ctx.destroy(sa, `${remote.address} never sent AM3`); };
     const ourHash = hashR(sa, idBody(my));

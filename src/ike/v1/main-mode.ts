@@ -134,7 +134,7 @@ export function respondMainMode1(ctx: V1Context, msg: IsakmpPlainMessage, raw: B
     sa.setState('CONNECTING', `Main Mode from ${remote.address}[${remote.port}], transform ${describePhase1(choice.attrs)} accepted for ${conn.name}`);
     // RFC 2408 4.2: the accepted transform goes back as it came; a shorter lifetime of ours is said separately (RFC 2407 4.5.4).
     const reply: V1Payload[] = [{ ...saP, proposals: [{ ...choice.proposal, transforms: [choice.transform] }] }, ...ourVendorIds()];
-    if (theirs !== undefined && theirs > conn.lifetime) reply.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, conn.lifetime));
+    if (theirs !== undefined && theirs > conn.lifetime) reply.push(responderLifetime(V1ProtocolId.ISAKMP, sa.cookies, { seconds: conn.lifetime }));
     sa.received(0, raw);
     sa.send(0, sa.encodePlain(MM, 0, reply), 'MM2', false);
     return;

@@ -23,7 +23,7 @@ import { describeV1Sa } from './describe.js';
 import { IkeSaV1 } from './ike-sa.js';
 import { deleteChildV1, deleteIsakmp, handleInformational, sendDpd } from './info.js';
 import { handleMainMode, respondMainMode1, startMainMode } from './main-mode.js';
-import { abandonQuicks, handleQuick, initiateQuick, quickGaveUp } from './quick.js';
+import { abandonQuicks, handleQuick, initiateQuick, quickGaveUp, rekeyUnderWay } from './quick.js';
 import { handOver, isakmpUp, predecessorFor, rekeyIsakmp, rekeySeconds, type V1RekeyHost } from './rekey.js';
 
 export interface V1ManagerEvents {
@@ -38,11 +38,16 @@ const ZERO = Buffer.alloc(8);
 const REKEY_JITTER = 0.1;
 const jittered = (seconds: number): number => Math.round(seconds * 1000 * (1 - Math.random() * REKEY_JITTER));
 
+/** How long a pair the peer made may run past our soft volume limit before we renew it ourselves. */
+const PEER_RENEWS_MS = 2000;
+
 export class IkeV1Manager implements V1Context, V1RekeyHost {
   readonly counters: IkeV1Counters = { malformed: 0, integrityFailures: 0, unknownSpi: 0, retransmitsAnswered: 0, ikeEstablished: 0, authFailures: 0, quickModes: 0, dpdSent: 0 };
   readonly events = new EventEmitter<V1ManagerEvents>();
   /** By initiator cookie: it is the only cookie a first message carries. */
   private byCookie = new Map<string, IkeSaV1>();
+  /** Pairs whose soft volume limit has been acted on. */
+  private softReached = new WeakSet<ChildSa>();
   private cfg: StyxConfig;
 
   constructor(
@@ -53,6 +58,46 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
     readonly log: Logger,
   ) {
     this.cfg = cfg;
+    dp.events.on('expire', (e) => this.onExpire(e.spi, e.direction, e.hard));
+  }
+
+  /**
+   * The data plane counted an IPsec SA past a volume limit (the kilobytes
+   * life of RFC 2407 4.5, held per SA as RFC 4301 4.4.2.1 asks): hard
+   * deletes the pair and tells the peer, soft renews it with a Quick Mode.
+   * IKEv1 has no rule for two sides renewing the same pair at once, so a
+   * pair the peer made is left to the peer for a moment and renewed here
+   * only if the peer has not done it by then. Time limits are kept by the
+   * timers in childUp, so a pair already being replaced is left alone.
+   */
+  private onExpire(spi: number, direction: 'in' | 'out', hard: boolean): void {
+    for (const sa of this.sas) {
+      const child = sa.children.find((c) => (direction === 'in' ? c.spiIn : c.spiOut) === spi >>> 0);
+      if (!child) continue;
+      const name = `${child.config.name}{${child.uniqueId}}`;
+      if (hard) {
+        if (child.state === 'DELETING' || child.state === 'DELETED') return;
+        child.state = 'DELETING';
+        this.log.info(`${sa.tag}: CHILD_SA ${name} reached a hard volume limit (${spiHex(spi)}_${direction === 'in' ? 'i' : 'o'})`);
+        void sa.enqueue(() => deleteChildV1(this, sa, child, 'hard volume limit reached'));
+        return;
+      }
+      // Both SAs of a pair cross the soft limit at about the same time: one renewal serves both.
+      if (child.state !== 'INSTALLED' || this.softReached.has(child)) return;
+      this.softReached.add(child);
+      const renew = (): void => {
+        const owner = this.ownerOf(child);
+        if (child.state !== 'INSTALLED' || owner?.state !== 'ESTABLISHED' || rekeyUnderWay(owner, child)) return;
+        this.log.info(`${owner.tag}: CHILD_SA ${name} reached a soft volume limit: rekeying`);
+        void owner.enqueue(() => initiateQuick(this, owner, child.config, child));
+      };
+      if (child.createdByUs) renew();
+      else {
+        this.log.info(`${sa.tag}: CHILD_SA ${name} reached a soft volume limit; the peer made it, so it has ${PEER_RENEWS_MS / 1000}s to renew it first`);
+        child.timers.push(this.clock.setTimeout(renew, PEER_RENEWS_MS));
+      }
+      return;
+    }
   }
 
   /** RFC 2409 5: nonces of 8-256 bytes; 32 random bytes. Tests may replace the source. */

@@ -13,12 +13,12 @@ import {
   V1IvChain, v1Cipher, v1DerivePhase1Keys, v1Digest, v1HashI, v1HashR, type V1Phase1Transcript, type V1SkeyidAuth,
 } from '../../crypto/ikev1/index.js';
 import type { Endpoint } from '../../dataplane/api.js';
-import { ByteReader, safeEqual } from '../../util/bytes.js';
+import { ByteReader, ByteWriter, safeEqual } from '../../util/bytes.js';
 import { StyxError } from '../../util/errors.js';
-import { decodeAttributes } from '../../wire/ikev1/sa.js';
+import { decodeAttributes, encodeAttributes } from '../../wire/ikev1/sa.js';
 import {
-  Doi, IpsecAttr, LifeType, Phase1Attr, V1NotifyType, V1PayloadType, V1ProtocolId, V1VendorId, findV1Notify, findV1Payloads,
-  nameOf, isV1ErrorNotify, type V1NotifyPayload, type V1Payload, type V1VendorIdPayload,
+  Doi, V1NotifyType, V1PayloadType, V1ProtocolId, V1VendorId, findV1Notify, findV1Payloads,
+  lifeAttributes, nameOf, isV1ErrorNotify, readLifeAttributes, type V1Life, type V1NotifyPayload, type V1Payload, type V1VendorIdPayload,
 } from '../../wire/ikev1/index.js';
 import { configIdText, identityText, localIdentity } from '../identity.js';
 import { addrBytes } from '../ts.js';
@@ -90,32 +90,18 @@ export function floatToNatT(ctx: V1Context, sa: IkeSaV1): void {
   sa.log.info(`${sa.tag}: switching to NAT-T port: ${sa.local.address}[${sa.local.port}] -> ${sa.remote.address}[${sa.remote.port}]`);
 }
 
-/** RFC 2407 4.6.3.1: a RESPONDER-LIFETIME notify, its data the life attributes. */
-export function responderLifetime(protocol: number, spi: Buffer, seconds: number): V1NotifyPayload {
-  const data = Buffer.alloc(seconds > 0xffff ? 12 : 8);
-  // RFC 2409 appendix A numbers phase 1 life attributes 11/12, RFC 2407 4.5 numbers IPsec ones 1/2.
-  const [typeAttr, durAttr] = protocol === V1ProtocolId.ISAKMP ? [Phase1Attr.LIFE_TYPE, Phase1Attr.LIFE_DURATION] : [IpsecAttr.SA_LIFE_TYPE, IpsecAttr.SA_LIFE_DURATION];
-  data.writeUInt16BE(0x8000 | typeAttr, 0);
-  data.writeUInt16BE(LifeType.SECONDS, 2);
-  if (seconds > 0xffff) { data.writeUInt16BE(durAttr, 4); data.writeUInt16BE(4, 6); data.writeUInt32BE(seconds, 8); } else { data.writeUInt16BE(0x8000 | durAttr, 4); data.writeUInt16BE(seconds, 6); }
-  return { type: V1PayloadType.N, doi: Doi.IPSEC, protocol, spi, notifyType: V1NotifyType.RESPONDER_LIFETIME, data };
+/** RFC 2407 4.6.3.1: a RESPONDER-LIFETIME notify, its data the life attributes we hold the SA to. */
+export function responderLifetime(protocol: number, spi: Buffer, life: V1Life): V1NotifyPayload {
+  const w = new ByteWriter();
+  encodeAttributes(w, 'RESPONDER-LIFETIME', lifeAttributes(life, protocol === V1ProtocolId.ISAKMP));
+  return { type: V1PayloadType.N, doi: Doi.IPSEC, protocol, spi, notifyType: V1NotifyType.RESPONDER_LIFETIME, data: w.finish() };
 }
 
-/** The seconds a RESPONDER-LIFETIME notify names (a seconds life type followed by its duration), if any. */
-export function lifetimeOf(n: V1NotifyPayload): number | null {
-  let attrs;
-  try { attrs = decodeAttributes(new ByteReader(n.data), 'RESPONDER-LIFETIME'); } catch (e) { if (e instanceof StyxError) return null; throw e; }
-  const [typeAttr, durAttr] = n.protocol === V1ProtocolId.ISAKMP ? [Phase1Attr.LIFE_TYPE, Phase1Attr.LIFE_DURATION] : [IpsecAttr.SA_LIFE_TYPE, IpsecAttr.SA_LIFE_DURATION];
-  let seconds = false;
-  for (const a of attrs) {
-    if (a.type === typeAttr) seconds = a.value === LifeType.SECONDS;
-    else if (a.type === durAttr && seconds) {
-      if (typeof a.value === 'number') return a.value;
-      if (a.value.length >= 1 && a.value.length <= 6) return a.value.reduce((x, b) => x * 256 + b, 0);
-      return null;
-    }
-  }
-  return null;
+/** The lifetimes a RESPONDER-LIFETIME notify names; null (the notify is ignored) when it does not parse. */
+export function responderLifeOf(n: V1NotifyPayload): V1Life | null {
+  try {
+    return readLifeAttributes(decodeAttributes(new ByteReader(n.data), 'RESPONDER-LIFETIME'), n.protocol === V1ProtocolId.ISAKMP);
+  } catch (e) { if (e instanceof StyxError) return null; throw e; }
 }
 
 /** Logs error notifications (RFC 2408 3.14.1) and returns the first, if any. */
@@ -204,8 +190,8 @@ export function initialContact(sa: IkeSaV1): V1NotifyPayload {
 export function applyPeerLifetime(sa: IkeSaV1, payloads: readonly V1Payload[]): void {
   const n = findV1Notify(payloads, V1NotifyType.RESPONDER_LIFETIME);
   if (!n || n.protocol !== V1ProtocolId.ISAKMP) return;
-  const s = lifetimeOf(n);
-  if (s !== null && s > 0 && s < sa.lifetime) {
+  const s = responderLifeOf(n)?.seconds;
+  if (s !== undefined && s > 0 && s < sa.lifetime) {
     sa.log.info(`${sa.tag}: peer shortens the ISAKMP SA lifetime to ${s}s (RESPONDER-LIFETIME)`);
     sa.lifetime = s;
   }

@@ -159,6 +159,18 @@ export function pfsGroup(child: ChildConfig): number {
 export interface EspChoice { transformId: number; attrs: IpsecAttributes }
 
 /**
+ * RFC 2407 4.5 counts IPsec SA volume in "kilobytes" without saying how
+ * big one is. styx counts 1000 bytes, as strongSwan does; a peer that
+ * counts 1024 only ends its SA a little after ours.
+ */
+export const V1_KILOBYTE = 1000;
+
+/** A child's hard byte limit as the RFC 2407 4.5 kilobytes life, when it has one. */
+export function lifeKilobytes(child: ChildConfig): { kilobytes?: number } {
+  return child.lifeBytes > 0 ? { kilobytes: Math.max(1, Math.ceil(child.lifeBytes / V1_KILOBYTE)) } : {};
+}
+
+/**
  * Every configured cipher/integrity combination as an ESP transform with
  * our mode, lifetime and PFS group; all in one proposal (RFC 2408 4.2: the
  * transforms of a proposal are alternatives).
@@ -172,7 +184,7 @@ export function espTransforms(child: ChildConfig, natT: boolean, lifeSeconds: nu
       const integs = p.integ.length ? p.integ.map((i) => AUTH_FOR_INTEG[i]).filter((a): a is number => a !== undefined) : [undefined];
       for (const auth of integs) {
         for (const esn of p.esn.length ? p.esn : [0]) {
-          const attrs: IpsecAttributes = { encapsulation: encapsulationMode(child.mode, natT), esn: esn === 1, life: { seconds: lifeSeconds } };
+          const attrs: IpsecAttributes = { encapsulation: encapsulationMode(child.mode, natT), esn: esn === 1, life: { seconds: lifeSeconds, ...lifeKilobytes(child) } };
           if (auth !== undefined) attrs.authAlgorithm = auth;
           if (e.id !== EspTransformId.ESP_3DES) attrs.keyLength = e.keyLength;
           if (group) attrs.group = group;

@@ -28,7 +28,7 @@ import { StyxError } from '../../util/errors.js';
 import {
   Doi, V1ExchangeType, V1NotifyType, V1PayloadType, V1ProtocolId, checkV1Message, decodeV1PayloadChain, encodeV1PayloadChain,
   findV1Notify, findV1Payload, findV1Payloads, splitV1Hash,
-  type IsakmpEncryptedMessage, type V1IdPayload, type V1Payload,
+  type IsakmpEncryptedMessage, type V1IdPayload, type V1Life, type V1Payload,
 } from '../../wire/ikev1/index.js';
 import type { TrafficSelector } from '../../wire/ikev2/types.js';
 import { contains, equalTs, fromConfig, narrow, tsText } from '../ts.js';
@@ -37,10 +37,10 @@ import type { V1Context } from './context.js';
 import type { IkeSaV1 } from './ike-sa.js';
 import { clientId, hostSelector, selectorOf } from './ids.js';
 import { deleteChildV1, sendInformational, switchOutbound } from './info.js';
-import { lifetimeOf, natT, responderLifetime } from './phase1.js';
+import { natT, responderLifeOf, responderLifetime } from './phase1.js';
 import { ownerOf, withPeer } from './rekey.js';
 import {
-  acceptEspReply, espSaPayload, espSelection, espTransforms, modeOfEncapsulation, pfsGroup, selectEsp,
+  V1_KILOBYTE, acceptEspReply, espSaPayload, espSelection, espTransforms, lifeKilobytes, modeOfEncapsulation, pfsGroup, selectEsp,
   type EspChoice,
 } from './proposals.js';
 
@@ -59,7 +59,7 @@ export interface QuickState {
   gxy: Buffer | null;
   offered: EspChoice[];
   /** Responder: what was accepted, to install on QM3. */
-  accepted: { choice: EspChoice; spiOut: number; mode: 'tunnel' | 'transport'; encap: boolean; tsi: TrafficSelector; tsr: TrafficSelector; lifetime: number } | null;
+  accepted: { choice: EspChoice; spiOut: number; mode: 'tunnel' | 'transport'; encap: boolean; tsi: TrafficSelector; tsr: TrafficSelector; life: AgreedLife } | null;
   localTs: TrafficSelector;
   remoteTs: TrafficSelector;
   /** The CHILD_SA this one replaces once up (rekey). */
@@ -125,14 +125,45 @@ function retryRekey(ctx: V1Context, sa: IkeSaV1, q: QuickState): void {
   }, REKEY_RETRY_MS);
 }
 
+/** What a Quick Mode agreed an IPsec SA lives for: seconds, and bytes (0: no volume limit). */
+interface AgreedLife { seconds: number; bytes: number }
+
+/** The smaller of two byte limits, 0 meaning none. */
+const minBytes = (a: number, b: number): number => (a > 0 && b > 0 ? Math.min(a, b) : Math.max(a, b));
+
+/**
+ * The child's config held to an agreed life shorter than configured
+ * (RFC 2407 4.5.4): it is renewed a little before that life ends, by time
+ * here and by volume in the data plane.
+ */
+function heldTo(c: ChildConfig, life: AgreedLife): ChildConfig {
+  let cfg = c;
+  if (life.seconds < c.lifetime) cfg = { ...cfg, lifetime: life.seconds, rekeyTime: Math.max(1, Math.min(c.rekeyTime, Math.floor(life.seconds * 0.9))) };
+  if (life.bytes > 0 && (c.lifeBytes === 0 || life.bytes < c.lifeBytes)) {
+    const soft = Math.max(1, Math.floor(life.bytes * 0.9));
+    cfg = { ...cfg, lifeBytes: life.bytes, rekeyBytes: c.rekeyBytes > 0 ? Math.min(c.rekeyBytes, soft) : soft };
+  }
+  return cfg;
+}
+
 /** HASH(n) first, then the rest; the hash covers the encoded rest (RFC 2409 5.5). */
 function withHash(hash: (rest: Buffer) => Buffer, rest: V1Payload[]): V1Payload[] {
   return [{ type: V1PayloadType.HASH, data: hash(encodeV1PayloadChain(rest).bytes) }, ...rest];
 }
 
+/** Whether a Quick Mode of ours over `sa` is already renewing `child`. */
+export function rekeyUnderWay(sa: IkeSaV1, child: ChildSa): boolean {
+  return [...quickStates(sa).values()].some((q) => q.replaces === child);
+}
+
 /** Starts Quick Mode for a child (RFC 2409 5.5), or to replace `replaces` before it expires. */
 export async function initiateQuick(ctx: V1Context, sa: IkeSaV1, cfg: ChildConfig, replaces: ChildSa | null = null): Promise<void> {
   if (sa.state !== 'ESTABLISHED') return;
+  // Time and volume limits may both call for the same renewal: one Quick Mode does it.
+  if (replaces && rekeyUnderWay(sa, replaces)) {
+    ctx.log.debug(`${sa.tag}: CHILD_SA ${cfg.name}{${replaces.uniqueId}} is already being rekeyed`);
+    return;
+  }
   const mid = sa.newMessageId();
   let spiIn: number;
   try { spiIn = await ctx.dp.allocateSpi(); } catch (e) { sa.forget(mid); ctx.childFailed(sa, `cannot allocate an SPI: ${(e as Error).message}`); return; }
@@ -197,11 +228,10 @@ function childKeys(sa: IkeSaV1, choice: EspChoice, spiOfResponder: number, spiOf
 
 /** The pair a Quick Mode agreed on, with its keys; nothing installed yet. */
 function prepare(ctx: V1Context, sa: IkeSaV1, q: QuickState, initiator: boolean, choice: EspChoice, spiOut: number, mode: 'tunnel' | 'transport',
-  encap: boolean, localTs: TrafficSelector, remoteTs: TrafficSelector, lifetime: number): ChildSa {
+  encap: boolean, localTs: TrafficSelector, remoteTs: TrafficSelector, life: AgreedLife): ChildSa {
   const keys = initiator ? childKeys(sa, choice, spiOut, q.spiIn, q.ni, q.nr, q.gxy) : childKeys(sa, choice, q.spiIn, spiOut, q.ni, q.nr, q.gxy);
   const sel = espSelection(choice, 1, spiBuf(spiOut));
-  // The negotiated lifetime may be shorter than configured (RFC 2407 4.5.4); rekey a little before it.
-  const cfg: ChildConfig = lifetime < q.cfg.lifetime ? { ...q.cfg, lifetime, rekeyTime: Math.max(1, Math.min(q.cfg.rekeyTime, Math.floor(lifetime * 0.9))) } : q.cfg;
+  const cfg = heldTo(q.cfg, life);
   const child = newChild(cfg, q.spiIn, spiOut, mode, sel, keys, [localTs], [remoteTs], encap);
   child.nonces = { ni: q.ni, nr: q.nr };
   child.createdByUs = initiator;
@@ -230,7 +260,7 @@ async function activate(ctx: V1Context, sa: IkeSaV1, child: ChildSa, old: ChildS
   sa.children.push(child);
   const c = child.config;
   const [l, r] = [child.localTs[0]!, child.remoteTs[0]!];
-  ctx.log.info(`${sa.tag}: CHILD_SA ${c.name}{${child.uniqueId}} established with SPIs ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o and TS ${tsText(l)} === ${tsText(r)} (${child.mode}${child.encap ? ', UDP-encapsulated' : ''}, lifetime ${c.lifetime}s${old ? `, replaces {${old.uniqueId}}` : ''})`);
+  ctx.log.info(`${sa.tag}: CHILD_SA ${c.name}{${child.uniqueId}} established with SPIs ${spiHex(child.spiIn)}_i ${spiHex(child.spiOut)}_o and TS ${tsText(l)} === ${tsText(r)} (${child.mode}${child.encap ? ', UDP-encapsulated' : ''}, lifetime ${c.lifetime}s${c.lifeBytes > 0 ? ` or ${c.lifeBytes} bytes` : ''}${old ? `, replaces {${old.uniqueId}}` : ''})`);
   ctx.childUp(sa, child);
   if (!old) { await switchOutbound(ctx, sa, child); return; }
   child.replaces = old;
@@ -310,13 +340,25 @@ async function quickResponse(ctx: V1Context, sa: IkeSaV1, q: QuickState, p: V1Pa
     try { tsi = selectorOf(ids[0]!); tsr = selectorOf(ids[1]!); } catch (e) { if (e instanceof StyxError) { await failQuick(ctx, sa, q, e.message); return; } throw e; }
     if (!contains(q.localTs, tsi) || !contains(q.remoteTs, tsr)) { await failQuick(ctx, sa, q, `responder's IDs ${tsText(tsi)} === ${tsText(tsr)} are not within ours`); return; }
   }
-  let lifetime = acc.choice.attrs.life.seconds ?? q.cfg.lifetime;
+  // RFC 2407 4.5: the chosen transform's lifetimes; a kilobytes life we did not offer still binds us.
+  const chosen = acc.choice.attrs.life;
+  const life: AgreedLife = { seconds: chosen.seconds ?? q.cfg.lifetime, bytes: minBytes(q.cfg.lifeBytes, (chosen.kilobytes ?? 0) * V1_KILOBYTE) };
+  // RFC 2407 4.6.3.1: the responder may hold the SA to shorter lifetimes than we offered.
   const rl = findV1Notify(p, V1NotifyType.RESPONDER_LIFETIME);
-  const rls = rl ? lifetimeOf(rl) : null;
-  if (rls !== null && rls > 0 && rls < lifetime) { ctx.log.info(`${sa.tag}: peer shortens CHILD_SA ${q.cfg.name} lifetime to ${rls}s (RESPONDER-LIFETIME)`); lifetime = rls; }
+  const rlife = rl ? responderLifeOf(rl) : null;
+  if (rl && !rlife) ctx.log.info(`${sa.tag}: ignored a RESPONDER-LIFETIME for ${q.cfg.name} that does not parse`);
+  if (rlife?.seconds !== undefined && rlife.seconds > 0 && rlife.seconds < life.seconds) {
+    ctx.log.info(`${sa.tag}: peer shortens CHILD_SA ${q.cfg.name} lifetime to ${rlife.seconds}s (RESPONDER-LIFETIME)`);
+    life.seconds = rlife.seconds;
+  }
+  const rbytes = (rlife?.kilobytes ?? 0) * V1_KILOBYTE;
+  if (rbytes > 0 && minBytes(life.bytes, rbytes) !== life.bytes) {
+    ctx.log.info(`${sa.tag}: peer limits CHILD_SA ${q.cfg.name} to ${rbytes} bytes (RESPONDER-LIFETIME)`);
+    life.bytes = rbytes;
+  }
   const mid = q.messageId;
   const m = modeOfEncapsulation(acc.choice.attrs.encapsulation ?? 1)!;
-  const child = prepare(ctx, sa, q, true, acc.choice, acc.spi.readUInt32BE(0), m.mode, m.udp || natT(sa), tsi, tsr, lifetime);
+  const child = prepare(ctx, sa, q, true, acc.choice, acc.spi.readUInt32BE(0), m.mode, m.udp || natT(sa), tsi, tsr, life);
   // Inbound before QM3: the responder may send on the new pair as soon as it has QM3.
   if (!await installInbound(ctx, sa, child, true)) { await failQuick(ctx, sa, q, 'the data plane refused the inbound SA'); return; }
   sa.send(mid, sa.encodeEncrypted(QM, mid, [{ type: V1PayloadType.HASH, data: v1QuickHash3(sa.hashId, sa.keys!.skeyidA, mid, q.ni, q.nr) }]), `QM3 ${mid.toString(16)}`, false);
@@ -367,15 +409,19 @@ async function quickRequest(ctx: V1Context, sa: IkeSaV1, mid: number, p: V1Paylo
   let spiIn: number;
   try { spiIn = await ctx.dp.allocateSpi(); } catch (e) { await refuse(V1NotifyType.NO_PROPOSAL_CHOSEN, `cannot allocate an SPI: ${(e as Error).message}`); return; }
   const m = modeOfEncapsulation(pick.choice.attrs.encapsulation ?? 1)!;
-  const theirs = pick.choice.attrs.life.seconds;
-  const lifetime = theirs !== undefined && theirs > 0 ? Math.min(theirs, match.cfg.lifetime) : match.cfg.lifetime;
+  // RFC 2407 4.5.4: the shorter of the initiator's lifetimes and ours, in time and in volume.
+  const theirs = pick.choice.attrs.life;
+  const life: AgreedLife = {
+    seconds: theirs.seconds !== undefined && theirs.seconds > 0 ? Math.min(theirs.seconds, match.cfg.lifetime) : match.cfg.lifetime,
+    bytes: minBytes(match.cfg.lifeBytes, (theirs.kilobytes ?? 0) * V1_KILOBYTE),
+  };
   const q: QuickState = {
     step: 'QUICK_R1', messageId: mid, cfg: match.cfg, spiIn, ni: ni.data, nr: ctx.nonce(), ke: mine, gxy, offered: [],
-    accepted: { choice: pick.choice, spiOut: pick.proposal.spi.readUInt32BE(0), mode: m.mode, encap: m.udp || natT(sa), tsi: match.tsi, tsr: match.tsr, lifetime },
+    accepted: { choice: pick.choice, spiOut: pick.proposal.spi.readUInt32BE(0), mode: m.mode, encap: m.udp || natT(sa), tsi: match.tsi, tsr: match.tsr, life },
     localTs: match.tsr, remoteTs: match.tsi, replaces: null, child: null,
   };
   const x = q.accepted!;
-  const child = prepare(ctx, sa, q, false, x.choice, x.spiOut, x.mode, x.encap, x.tsr, x.tsi, x.lifetime);
+  const child = prepare(ctx, sa, q, false, x.choice, x.spiOut, x.mode, x.encap, x.tsr, x.tsi, x.life);
   // Inbound before QM2: the initiator may send on the new pair as soon as it has QM2.
   if (!await installInbound(ctx, sa, child, false)) {
     await ctx.dp.deleteSa(spiIn, 'in').catch(() => undefined);
@@ -394,7 +440,12 @@ async function quickRequest(ctx: V1Context, sa: IkeSaV1, mid: number, p: V1Paylo
     ...(mine ? [{ type: V1PayloadType.KE, data: mine.publicValue } as const] : []),
     ...(ids.length === 2 ? [idOut(ids[0], tsi, match.tsi), idOut(ids[1], tsr, match.tsr)] : []),
   ];
-  if (theirs !== undefined && theirs > match.cfg.lifetime) rest.push(responderLifetime(V1ProtocolId.IPSEC_ESP, pick.proposal.spi, match.cfg.lifetime));
+  // RFC 2407 4.6.3.1: tell the initiator where our policy is stricter than its offer, including a volume limit it did not offer.
+  const stricter: V1Life = {};
+  if (theirs.seconds !== undefined && theirs.seconds > match.cfg.lifetime) stricter.seconds = match.cfg.lifetime;
+  const ourKb = lifeKilobytes(match.cfg).kilobytes;
+  if (ourKb !== undefined && (theirs.kilobytes === undefined || theirs.kilobytes > ourKb)) stricter.kilobytes = ourKb;
+  if (stricter.seconds !== undefined || stricter.kilobytes !== undefined) rest.push(responderLifetime(V1ProtocolId.IPSEC_ESP, pick.proposal.spi, stricter));
   const payloads = withHash((r) => v1QuickHash2(sa.hashId, sa.keys!.skeyidA, mid, q.ni, r), rest);
   ctx.log.info(`${sa.tag}: Quick Mode ${mid.toString(16)}: accepting CHILD_SA ${match.cfg.name} with SPI ${spiHex(spiIn)}, ${tsText(match.tsr)} === ${tsText(match.tsi)}${group ? `, PFS group ${group}` : ''}`);
   // QM3 is the initiator's last word, so QM2 is retransmitted until it comes.

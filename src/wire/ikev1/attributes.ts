@@ -194,3 +194,25 @@ export function ipsecAttributeList(a: IpsecAttributes): V1Attribute[] {
   if (a.esn) out.push({ type: IpsecAttr.EXTENDED_SEQUENCE_NUMBER, value: EsnValue.ESN });
   return out;
 }
+
+/**
+ * RFC 2407 4.6.3.1: a RESPONDER-LIFETIME notify carries life type/duration
+ * pairs only (phase 1 numbers for an ISAKMP SA, RFC 2407 4.5 numbers for an
+ * IPsec SA); anything else in it is refused rather than skipped.
+ */
+export function lifeAttributes(life: V1Life, isakmp: boolean): V1Attribute[] {
+  return isakmp ? lifeAttrs(life, Phase1Attr.LIFE_TYPE, Phase1Attr.LIFE_DURATION) : lifeAttrs(life, IpsecAttr.SA_LIFE_TYPE, IpsecAttr.SA_LIFE_DURATION);
+}
+
+export function readLifeAttributes(attrs: readonly V1Attribute[], isakmp: boolean): V1Life {
+  const what = 'RESPONDER-LIFETIME';
+  const [typeAttr, durAttr, table] = isakmp ? [Phase1Attr.LIFE_TYPE, Phase1Attr.LIFE_DURATION, Phase1Attr] : [IpsecAttr.SA_LIFE_TYPE, IpsecAttr.SA_LIFE_DURATION, IpsecAttr];
+  const life = new LifeReader(what);
+  for (const a of attrs) {
+    const name = nameOf(table, a.type);
+    if (a.type === typeAttr) life.type(basic(a, what, name));
+    else if (a.type === durAttr) life.duration(variable(a, what, name));
+    else throw new UnsupportedError(`${what} attribute ${name}`);
+  }
+  return life.done();
+}

@@ -9,7 +9,7 @@ export {
   encodeV1PayloadChain, splitV1Hash, walkV1PayloadChain,
 } from './message.js';
 export { V1_NONCE_MAX, V1_NONCE_MIN, v1PayloadName, v1WireType } from './payloads.js';
-export { ipsecAttributeList, ipsecAttributes, phase1AttributeList, phase1Attributes } from './attributes.js';
+export { ipsecAttributeList, ipsecAttributes, lifeAttributes, phase1AttributeList, phase1Attributes, readLifeAttributes } from './attributes.js';
 export type { IpsecAttributes, Phase1Attributes, V1Life } from './attributes.js';
 export {
   describeV1, findV1Notify, findV1Payload, findV1Payloads, isV1ErrorNotify, v1PayloadToken,

@@ -3,9 +3,11 @@
  * can drop or tamper with datagrams, driven by a manual clock: the IKEv1
  * counterpart of test/unit/ike/two-peers.ts.
  */
+import assert from 'node:assert/strict';
 import { parseConfig } from '../../../src/config/index.js';
 import type { Endpoint } from '../../../src/dataplane/api.js';
 import { MemoryBackend } from '../../../src/dataplane/backends/memory/index.js';
+import type { IkeSaV1 } from '../../../src/ike/v1/ike-sa.js';
 import { IkeV1Manager } from '../../../src/ike/v1/manager.js';
 import { LogManager } from '../../../src/util/log.js';
 import { ManualClock } from '../../../src/util/timers.js';
@@ -141,4 +143,31 @@ export class V1Peers {
   }
 
   dump(): string { return this.lines.join('\n'); }
+}
+
+/** The one ISAKMP SA of a side, established. */
+function only(sas: IkeSaV1[], dump: () => string): IkeSaV1 {
+  assert.equal(sas.length, 1, `${sas.map((s) => `${s.tag} ${s.state}`).join('; ')}\n${dump()}`);
+  assert.equal(sas[0]!.state, 'ESTABLISHED');
+  return sas[0]!;
+}
+
+/**
+ * Both sides hold one ISAKMP SA with the same cookies and one IPsec SA pair
+ * with mirrored SPIs, and their data planes hold exactly that pair: two SAs,
+ * one policy each way, one reserved inbound SPI. Anything more is a leak.
+ */
+export function onePairNoLeak(p: V1Peers): { l: IkeSaV1; r: IkeSaV1 } {
+  const l = only(p.left.sas, () => p.dump()), r = only(p.right.sas, () => p.dump());
+  assert.ok(l.cookieI.equals(r.cookieI) && l.cookieR.equals(r.cookieR), 'cookies differ');
+  assert.equal(l.children.length, 1, p.dump());
+  assert.equal(r.children.length, 1, p.dump());
+  const [lc, rc] = [l.children[0]!, r.children[0]!];
+  assert.deepEqual([lc.spiIn, lc.spiOut], [rc.spiOut, rc.spiIn]);
+  for (const [dp, c] of [[p.dpL, lc], [p.dpR, rc]] as const) {
+    assert.deepEqual([...dp.sas.keys()].sort(), [`in:${c.spiIn}`, `out:${c.spiOut}`].sort());
+    assert.equal(dp.policies.length, 2, JSON.stringify(dp.policies.map((x) => [x.direction, x.spi])));
+    assert.deepEqual([...dp.reserved], [c.spiIn]);
+  }
+  return { l, r };
 }
