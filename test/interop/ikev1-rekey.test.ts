@@ -15,9 +15,12 @@
  *    IKEv1 reauthentication (a new Main Mode; styx adopts the IPsec SAs into
  *    the new ISAKMP SA and drops the old one on charon's delete).
  *
- * In both, over >= 5 Quick Mode rekeys and >= 1 phase 1 rekey no ping is
- * lost, and afterwards `styx list` and `swanctl --list-sas` show the same
- * ISAKMP cookies and the same live ESP SPIs (in/out swapped).
+ * 3. styx has volume limits only (rekey_bytes/life_bytes): the userspace
+ *    data plane's soft expiry starts each Quick Mode rekey.
+ *
+ * In all, over several Quick Mode rekeys (and >= 1 phase 1 rekey in 1 and 2)
+ * no ping is lost, and afterwards `styx list` and `swanctl --list-sas` show
+ * the same ISAKMP cookies and the same live ESP SPIs (in/out swapped).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -37,7 +40,7 @@ const ESP_PROPOSAL = 'aes128-sha256';
 /** Requests each way; at -i 0.05 ping sends 16-20 a second here, so about 70-85 s. */
 const PINGS = Number(process.env.STYX_V1_REKEY_PINGS ?? 1400);
 
-interface Times { childRekey: number; childLife: number; ikeRekey: number; ikeLife: number }
+interface Times { childRekey: number; childLife: number; ikeRekey: number; ikeLife: number; rekeyBytes?: number; lifeBytes?: number }
 const SHORT: Times = { childRekey: 10, childLife: 20, ikeRekey: 30, ikeLife: 45 };
 const LONG: Times = { childRekey: 300, childLife: 400, ikeRekey: 600, ikeLife: 900 };
 
@@ -65,7 +68,7 @@ connections:
         start_action: none
         rekey_time: ${o.childRekey}s
         lifetime: ${o.childLife}s
-secrets:
+${o.rekeyBytes ? `        rekey_bytes: ${o.rekeyBytes}\n` : ''}${o.lifeBytes ? `        life_bytes: ${o.lifeBytes}\n` : ''}secrets:
   - ids: [${left.outer4}, ${right.outer4}]
     psk: "${PSK}"
 `;
@@ -159,10 +162,10 @@ const since = (text: string, mark: number): string => Buffer.from(text).subarray
 interface PingReport { what: string; transmitted: number; received: number; lost: number[]; seconds: number; tail: string }
 
 /** ping -D with a fixed count; every sequence number without a reply is reported. */
-function startPing(ns: string, from: string, to: string, requests: number): Promise<PingReport> {
+function startPing(ns: string, from: string, to: string, requests: number, size = 56): Promise<PingReport> {
   const what = `ping ${from} -> ${to}`;
   const t0 = Date.now();
-  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', '0.05', '-c', String(requests), '-I', from, to], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', '0.05', '-s', String(size), '-c', String(requests), '-I', from, to], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
@@ -178,12 +181,12 @@ function startPing(ns: string, from: string, to: string, requests: number): Prom
   });
 }
 
-async function pingThroughRekeys(p: Peers): Promise<void> {
+async function pingThroughRekeys(p: Peers, requests = PINGS, size = 56): Promise<void> {
   const { left, right } = p.t;
-  const reports = await Promise.all([startPing(left.ns, left.inner4, right.inner4, PINGS), startPing(right.ns, right.inner4, left.inner4, PINGS)]);
+  const reports = await Promise.all([startPing(left.ns, left.inner4, right.inner4, requests, size), startPing(right.ns, right.inner4, left.inner4, requests, size)]);
   for (const r of reports) console.log(`      ${r.what}: ${r.transmitted} sent, ${r.received} answered in ${r.seconds.toFixed(0)} s`);
   for (const r of reports) {
-    assert.ok(r.transmitted >= PINGS, `${r.what} did not run to the end:\n${r.tail}`);
+    assert.ok(r.transmitted >= requests, `${r.what} did not run to the end:\n${r.tail}`);
     assert.deepEqual(r.lost, [], `${r.what} lost icmp_seq ${r.lost.slice(0, 20).join(', ')}:\n${r.tail}`);
   }
 }
@@ -231,6 +234,37 @@ describe('IKEv1 rekeying with strongSwan under traffic: charon starts every reke
     assert.equal(count(log, /: rekeying ISAKMP SA|: Quick Mode \S+: rekeying /), 0);
     const now = await bothAgree(p);
     assert.notEqual(now.sa.spiI, first.sa.spiI, 'the ISAKMP SA was never replaced');
+    assert.notEqual(now.sa.children[0]!.spiIn, first.sa.children[0]!.spiIn);
+  });
+});
+
+/**
+ * Volume limits only (times far off): 1200-byte pings both ways, about
+ * 25 kB/s per SA, cross styx's rekey_bytes every few seconds. The data
+ * plane's soft expiry makes styx renew the pair with a Quick Mode, which
+ * carries life_bytes to charon as a kilobytes life (RFC 2407 4.5).
+ */
+const VOLUME: Times = { ...LONG, rekeyBytes: 150_000, lifeBytes: 300_000 };
+const VOLUME_PINGS = Number(process.env.STYX_V1_VOLUME_PINGS ?? 700);
+
+describe('IKEv1 rekeying with strongSwan under traffic: styx renews pairs at their volume limit', function () {
+  const p = usePeers('v1rkvol', VOLUME, LONG);
+
+  it('>= 3 Quick Mode rekeys started by the soft byte limit lose no ping; afterwards both list the same SPIs', async function () {
+    const r = await p.styx.styxRun(['initiate', STYX_CONN]);
+    assert.equal(r.code, 0, `styx initiate: ${r.stderr}${r.stdout}`);
+    const first = await bothAgree(p);
+    const mark = p.styx.logMark(), cmark = p.charon.logMark();
+    await pingThroughRekeys(p, VOLUME_PINGS, 1200);
+    const log = since(p.styx.logText(), mark);
+    const clog = since(p.charon.logText(), cmark);
+    const soft = count(log, /reached a soft volume limit: rekeying/), quick = count(log, /: Quick Mode \S+: rekeying net\{/);
+    console.log(`      styx: ${soft} soft volume limits, ${quick} Quick Mode rekeys; charon: ${count(clog, /CHILD_SA net\{\d+\} established/)} CHILD_SAs established`);
+    assert.ok(soft >= 3, `only ${soft} soft volume limits reached`);
+    assert.equal(quick, soft, 'each soft limit should start exactly one Quick Mode');
+    assert.equal(count(log, /hard volume limit/), 0, 'a pair reached its hard limit before it was renewed');
+    assert.equal(count(log, /peer deleted unknown IPsec SA|failed/), 0, 'unexpected failures in the styx log');
+    const now = await bothAgree(p);
     assert.notEqual(now.sa.children[0]!.spiIn, first.sa.children[0]!.spiIn);
   });
 });
