@@ -7,7 +7,9 @@
  * 1. Short lifetimes, styx starting every rekey (it has the shorter times),
  *    then charon: over >= 10 CHILD_SA rekeys and >= 2 IKE SA rekeys no ping
  *    is lost, and afterwards both daemons list one IKE SA and one installed
- *    CHILD_SA pair with the same IKE and ESP SPIs.
+ *    CHILD_SA pair with the same IKE and ESP SPIs. Between the two, volume
+ *    limits only: 1200-byte pings cross styx's rekey_bytes every few
+ *    seconds and the data plane's soft expiry starts each CHILD_SA rekey.
  * 2. Equal rekey times (both sides take turns; collisions are counted, not
  *    required), then simultaneous rekeys (RFC 7296 2.8.1) of a CHILD_SA and
  *    of the IKE SA, forced as explained at section 2 below: both sides see
@@ -59,6 +61,8 @@ interface StyxTimes {
   ikeLife: number;
   dpd?: { delay: number; timeout: number; action: 'clear' | 'restart' };
   retransmit?: { timeout: number; tries: number; base: number };
+  /** CHILD_SA volume limits in bytes (rekey_bytes / life_bytes). */
+  volume?: { rekey: number; life: number };
 }
 
 interface Setup {
@@ -106,7 +110,7 @@ connections:
         start_action: none
         rekey_time: ${o.childRekey}s
         lifetime: ${o.childLife}s
-secrets:
+${o.volume ? `        rekey_bytes: ${o.volume.rekey}\n        life_bytes: ${o.volume.life}\n` : ''}secrets:
   - ids: [${left.outer4}, ${right.outer4}]
     psk: "${PSK}"
 `;
@@ -288,10 +292,10 @@ interface Pinger { what: string; running(): boolean; done: Promise<PingReport> }
  * that got no reply. `-D` timestamps each reply, so a loss can be placed
  * against the rekeys in the daemons' logs.
  */
-function startPing(ns: string, from: string, to: string, requests: number): Pinger {
+function startPing(ns: string, from: string, to: string, requests: number, size = 56): Pinger {
   const what = `ping ${from} -> ${to}`;
   const startedAt = Date.now();
-  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', String(PING_INTERVAL_S), '-c', String(requests), '-I', from, to],
+  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', String(PING_INTERVAL_S), '-s', String(size), '-c', String(requests), '-I', from, to],
     { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
@@ -317,9 +321,9 @@ function startPing(ns: string, from: string, to: string, requests: number): Ping
   return { what, running: () => !exited, done };
 }
 
-function pingBothWays(p: Peers, requests: number): Pinger[] {
+function pingBothWays(p: Peers, requests: number, size?: number): Pinger[] {
   const { left, right } = p.t;
-  return [startPing(left.ns, left.inner4, right.inner4, requests), startPing(right.ns, right.inner4, left.inner4, requests)];
+  return [startPing(left.ns, left.inner4, right.inner4, requests, size), startPing(right.ns, right.inner4, left.inner4, requests, size)];
 }
 
 async function assertNoLoss(pingers: Pinger[]): Promise<PingReport[]> {
@@ -423,6 +427,36 @@ describe('rekeying with strongSwan under traffic: styx has the shorter lifetimes
     assert.ok(c.charonNewChildren >= 10, `charon established ${c.charonNewChildren} new CHILD_SAs`);
     assert.ok(c.charonIkeRekeys >= 2, `charon logged ${c.charonIkeRekeys} IKE SA rekeys`);
     await pingOk(p);
+  });
+});
+
+describe('rekeying with strongSwan under traffic: styx renews CHILD_SAs at their volume limit', function () {
+  // Times far off on both sides; 1200-byte pings both ways put ~180 kB/s on each SA, so styx's
+  // rekey_bytes of 1 MB is crossed every few seconds and the data plane's soft expiry starts each rekey.
+  const p = usePeers({
+    tag: 'styxvol',
+    esp: 'aes128gcm16',
+    styx: { childRekey: 300, childLife: 400, ikeRekey: 600, ikeLife: 900, volume: { rekey: 1_000_000, life: 2_000_000 } },
+    charonConn: { rekey_time: '600s', over_time: '60s', rand_time: '0s' },
+    charonChild: { rekey_time: '300s', life_time: '400s', rand_time: '0s' },
+  });
+
+  it('styx initiates; every CHILD_SA rekey comes from the soft byte limit: none lost, SPIs agree, no pair reaches life_bytes', async function () {
+    await styxInitiate(p);
+    const first = await bothAgree(p);
+    const styxMark = p.styx.logMark(), charonMark = p.charon.logMark();
+    const pingers = pingBothWays(p, Number(process.env.STYX_VOLUME_PINGS ?? 2000), 1200);
+    await assertNoLoss(pingers);
+    const styxLog = since(p.styx.logText(), styxMark);
+    const c = rekeyCounts(styxLog, since(p.charon.logText(), charonMark));
+    const soft = count(styxLog, /reached a soft volume limit: rekeying/);
+    console.log(`      styx: ${soft} soft volume limits, ${JSON.stringify(c)}`);
+    assert.ok(soft >= 3, `only ${soft} soft volume limits reached`);
+    assert.equal(c.styxChildStarted, soft, 'each soft limit should start exactly one CHILD_SA rekey');
+    assert.ok(c.charonNewChildren >= soft, `charon established ${c.charonNewChildren} CHILD_SAs`);
+    assert.doesNotMatch(styxLog, /hard volume limit/, 'a CHILD_SA reached life_bytes before it was renewed');
+    const now = await bothAgree(p);
+    assert.notEqual(now.sa.children[0]!.spiIn, first.sa.children[0]!.spiIn);
   });
 });
 
