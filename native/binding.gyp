@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "styx_tun",
-      "sources": ["styx_tun.c"],
+      "sources": ["styx_tun.c", "styx_netlink.c"],
       "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "conditions": [
         ["OS!='linux'", {"type": "none"}]

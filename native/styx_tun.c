@@ -1,6 +1,6 @@
 /*
  * styx TUN addon: the few system calls Node cannot make by itself for the
- * userspace ESP data plane.
+ * userspace ESP data plane (and, in styx_netlink.c, for the kernel one).
  *
  * Reading uses uv_poll on a non-blocking fd and drains up to `max` packets
  * per wake-up into an arena the JS side owns, then makes ONE JS call per
@@ -468,6 +468,9 @@ static napi_value tun_poll_ref(napi_env env, napi_callback_info info) {
   return undefined(env);
 }
 
+/* native/styx_netlink.c: the kernel data plane's sockets. */
+int styx_netlink_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct {
     const char* name;
@@ -483,6 +486,7 @@ static napi_value init(napi_env env, napi_value exports) {
         napi_set_named_property(env, exports, fns[i].name, f) != napi_ok)
       return NULL;
   }
+  if (styx_netlink_register(env, exports) != 0) return NULL;
   return exports;
 }
 
