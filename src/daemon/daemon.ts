@@ -13,8 +13,10 @@ import { dhName, encrName, integName, prfName } from '../crypto/index.js';
 import type { DataplaneBackend } from '../dataplane/api.js';
 import { MemoryBackend } from '../dataplane/backends/memory/index.js';
 import { UserspaceBackend } from '../dataplane/backends/userspace/index.js';
+import { XfrmBackend } from '../dataplane/backends/xfrm/index.js';
+import { loadNetlinkAddon } from '../dataplane/backends/xfrm/netlink.js';
 import { openTun } from '../tun/index.js';
-import { hostAddresses, IkeSockets } from '../net/sockets.js';
+import { hostAddresses, IkeSockets, type SocketOpener } from '../net/sockets.js';
 import { StyxError } from '../util/errors.js';
 import { isLevel, logs, SUBSYSTEMS, type Subsystem } from '../util/log.js';
 import { realClock } from '../util/timers.js';
@@ -60,6 +62,11 @@ function bindAddresses(listen: string[]): string[] {
   return [...out];
 }
 
+function xfrmSocketOpener(): SocketOpener {
+  const addon = loadNetlinkAddon();
+  return (family, address, port, natT) => addon.ikeSocket(family, address, port, natT);
+}
+
 async function createBackend(cfg: StyxConfig, sockets: IkeSockets): Promise<DataplaneBackend> {
   switch (cfg.daemon.dataplane) {
     case 'memory': return new MemoryBackend();
@@ -71,8 +78,10 @@ async function createBackend(cfg: StyxConfig, sockets: IkeSockets): Promise<Data
         sendEsp: (data, local, remote) => sockets.sendRaw(data, local, remote),
       }, { natPort: cfg.daemon.natPort, log: logs.for('dataplane') });
     }
-    default:
-      throw new StyxError('ERR_DATAPLANE', `data plane '${cfg.daemon.dataplane}' is not available in this version of styx; use 'userspace' or 'memory'`);
+    case 'xfrm': {
+      logs.for('dataplane').info('kernel (XFRM) data plane: SAs and policies go into the kernel over netlink');
+      return new XfrmBackend({ log: logs.for('dataplane') });
+    }
   }
 }
 
@@ -107,7 +116,9 @@ export class Daemon implements ControlHandler {
     // the IKEv2 decoder, which reports them.
     const sockets = new IkeSockets(logs.for('net'), (data, local, remote) =>
       (data.length >= 28 && data[17]! >> 4 === 1 ? v1 : manager)?.receive(data, local, remote));
-    await sockets.bind(bindAddresses(cfg.daemon.listen), cfg.daemon.port, cfg.daemon.natPort);
+    // The kernel data plane takes ESP-in-UDP from the NAT-T socket itself (UDP_ENCAP) and must not apply IPsec policies to IKE.
+    const opener = cfg.daemon.dataplane === 'xfrm' ? xfrmSocketOpener() : undefined;
+    await sockets.bind(bindAddresses(cfg.daemon.listen), cfg.daemon.port, cfg.daemon.natPort, opener);
     let dp: DataplaneBackend;
     try {
       dp = await createBackend(cfg, sockets);

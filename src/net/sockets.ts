@@ -46,15 +46,24 @@ export function hostAddresses(): string[] {
   return out;
 }
 
+/** Makes a bound UDP socket for IKE and returns its fd (natT: the NAT-T port). */
+export type SocketOpener = (family: 4 | 6, address: string, port: number, natT: boolean) => number;
+
 export class IkeSockets implements Sender {
   private bound: Bound[] = [];
+  private opener: SocketOpener | null = null;
   readonly counters: SocketCounters = { received: 0, sent: 0, sentRaw: 0, keepalives: 0, esp: 0, dropped: 0, sendErrors: 0 };
   espReceiver: EspReceiver | null = null;
 
   constructor(private readonly log: Logger, private readonly onIke: IkeReceiver) {}
 
-  /** Binds every address on `port` (plain IKE) and `natPort` (with the non-ESP marker). */
-  async bind(addresses: string[], port: number, natPort: number): Promise<void> {
+  /**
+   * Binds every address on `port` (plain IKE) and `natPort` (with the
+   * non-ESP marker). `opener`, when given, makes each socket (bound, as an
+   * fd) instead: the kernel data plane needs socket options dgram lacks.
+   */
+  async bind(addresses: string[], port: number, natPort: number, opener?: SocketOpener): Promise<void> {
+    this.opener = opener ?? null;
     for (const address of addresses) {
       for (const [p, natT] of [[port, false], [natPort, true]] as const) {
         if (p === 0 && natT) continue;
@@ -75,8 +84,10 @@ export class IkeSockets implements Sender {
       // NAT-T: with the styx_esp addon built, it opens and binds the socket (with the buffer sizes below) and
       // dgram wraps its fd, so ESP can leave in sendmmsg batches from the same socket (see esp/udp.ts).
       let fast: FastUdpSocket | null = null;
+      let fd: number | null = null;
       try {
-        fast = natT ? FastUdpSocket.open(address, port, RECV_BUFFER_BYTES) : null;
+        if (this.opener) fd = this.opener(isIPv6(address) ? 6 : 4, address, port, natT);
+        else fast = natT ? FastUdpSocket.open(address, port, RECV_BUFFER_BYTES) : null;
       } catch (e) {
         reject(e);
         return;
@@ -84,11 +95,11 @@ export class IkeSockets implements Sender {
       const sock = isIPv6(address) ? dgram.createSocket({ type: 'udp6', ipv6Only: true }) : dgram.createSocket({ type: 'udp4' });
       const onError = (e: Error): void => { sock.close(); reject(e); };
       sock.once('error', onError);
-      sock.bind(fast ? { fd: fast.fd } : { address, port, exclusive: true }, () => {
+      sock.bind(fast ? { fd: fast.fd } : fd !== null ? { fd } : { address, port, exclusive: true }, () => {
         sock.off('error', onError);
         const local = { address, port: sock.address().port };
         // ESP-in-UDP arrives in bursts; a larger receive buffer (capped by the kernel's rmem_max) drops less.
-        if (natT && !fast) { try { sock.setRecvBufferSize(RECV_BUFFER_BYTES); sock.setSendBufferSize(RECV_BUFFER_BYTES); } catch { /* keep the default */ } }
+        if (natT && !fast && fd === null) { try { sock.setRecvBufferSize(RECV_BUFFER_BYTES); sock.setSendBufferSize(RECV_BUFFER_BYTES); } catch { /* keep the default */ } }
         const b: Bound = { sock, local, natT, fast };
         fast?.attach((d, r) => sock.send(d, r.port, r.address, this.onRawSent), this.onRawSent);
         sock.on('error', (e) => this.log.warn(`socket ${fmt(local)}: ${e.message}`));
