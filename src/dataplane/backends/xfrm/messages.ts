@@ -115,10 +115,11 @@ function writeAddr(buf: Buffer, off: number, a: Buffer): void {
   a.copy(buf, off);
 }
 
-function writeSelector(buf: Buffer, off: number, s: XfrmSelector | null, family: 4 | 6): void {
+/** A null selector stays all zero ("any", the kernel fills in the SA's family), as iproute2 sends it. */
+function writeSelector(buf: Buffer, off: number, s: XfrmSelector | null): void {
   buf.fill(0, off, off + SIZE.selector);
-  buf.writeUInt16LE(family === 4 ? AF_INET : AF_INET6, off + 40);
   if (!s) return;
+  buf.writeUInt16LE(s.family === 4 ? AF_INET : AF_INET6, off + 40);
   writeAddr(buf, off, s.dst);
   writeAddr(buf, off + 16, s.src);
   buf.writeUInt16BE(s.dport, off + 32);
@@ -171,7 +172,7 @@ export function message(type: number, flags: number, seq: number, parts: Buffer[
 export function saBody(sa: XfrmSa): Buffer[] {
   const info = Buffer.alloc(SIZE.usersaInfo);
   // The SA's own selector stays "any": tunnel-mode SAs are chosen by the policy's template (reqid).
-  writeSelector(info, 0, null, sa.family);
+  writeSelector(info, 0, null);
   writeAddr(info, 56, addrBytes(sa.dst));
   info.writeUInt32BE(sa.spi >>> 0, 72);
   info.writeUInt8(IPPROTO_ESP, 76);
@@ -243,7 +244,7 @@ export function saIdBody(family: 4 | 6, dst: string, spi: number): Buffer[] {
 /** XFRM_MSG_NEWPOLICY / UPDPOLICY body: xfrm_userpolicy_info and one ESP template. */
 export function policyBody(p: XfrmPolicy): Buffer[] {
   const info = Buffer.alloc(SIZE.userpolicyInfo);
-  writeSelector(info, 0, p.sel, p.sel.family);
+  writeSelector(info, 0, p.sel);
   writeLifetime(info, 56, {});
   info.writeUInt32LE(p.priority, 152);
   info.writeUInt8(p.dir, 160);
@@ -265,7 +266,7 @@ export function policyBody(p: XfrmPolicy): Buffer[] {
 /** xfrm_userpolicy_id, for DELPOLICY: found by selector and direction. */
 export function policyIdBody(sel: XfrmSelector, dir: number): Buffer[] {
   const id = Buffer.alloc(SIZE.userpolicyId);
-  writeSelector(id, 0, sel, sel.family);
+  writeSelector(id, 0, sel);
   id.writeUInt8(dir, 60);
   return [id];
 }
@@ -290,7 +291,8 @@ export function parseMessages(buf: Buffer): NetlinkMessage[] {
 /** NLMSG_ERROR: the (negative) errno, 0 for an acknowledgement, and the sequence number it answers. */
 export function parseError(m: NetlinkMessage): { errno: number } {
   if (m.body.length < 4) throw new MalformedError('netlink error', `${m.body.length} bytes`);
-  return { errno: -m.body.readInt32LE(0) };
+  const e = m.body.readInt32LE(0);
+  return { errno: e === 0 ? 0 : -e };
 }
 
 function attrs(buf: Buffer, off: number): Map<number, Buffer> {
