@@ -73,7 +73,7 @@ function addrText(b: Buffer): string {
 }
 
 /** A local interface address inside the selector, so locally sent packets take it as their source. */
-function localSourceIn(s: Selector): string | undefined {
+export function localSourceIn(s: Selector): string | undefined {
   for (const list of Object.values(os.networkInterfaces())) {
     for (const a of list ?? []) {
       const fam = a.family === 'IPv4' ? 4 : 6;

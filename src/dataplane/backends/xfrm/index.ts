@@ -20,7 +20,12 @@
  *   the kernel's hard time limit is only a backstop a little later.
  * - Traffic that matches a policy without an SA raises XFRM_MSG_ACQUIRE
  *   (RFC 4301 5.1.1), which becomes the backend's acquire event.
+ * - The kernel looks up a route before it looks at policies, so each
+ *   outbound tunnel policy routes its remote network the way the peer is
+ *   reached, with a local address of the local network as source (as
+ *   strongSwan does in its table 220; styx uses the main table).
  */
+import { execFile } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { randomInt } from 'node:crypto';
 import { isIPv4 } from 'node:net';
@@ -33,6 +38,7 @@ import {
   policyIdBody, saBody, saIdBody, type NetlinkMessage, type XfrmPolicy, type XfrmSa, type XfrmSelector,
 } from './messages.js';
 import { NetlinkError, XfrmSocket, loadNetlinkAddon, type NetlinkAddon } from './netlink.js';
+import { localSourceIn, selectorCidr } from '../userspace/index.js';
 
 export interface XfrmOptions {
   log: Logger;
@@ -114,6 +120,7 @@ export class XfrmBackend implements DataplaneBackend {
   private readonly reqids = new Map<string, number>();
   private nextReqid = 1;
   private readonly policies = new Map<string, PolicyRecord>();
+  private readonly routes = new Map<string, { count: number; args: string[] }>();
   private readonly c = { sasAdded: 0, sasDeleted: 0, policiesAdded: 0, policiesDeleted: 0, softExpires: 0, hardExpires: 0, acquires: 0, netlinkErrors: 0 };
 
   constructor(private readonly opts: XfrmOptions) {
@@ -316,6 +323,51 @@ export class XfrmBackend implements DataplaneBackend {
     }
     this.policies.set(k, rec);
     this.c.policiesAdded++;
+    await this.addRoute(p);
+  }
+
+  /** ip ARGS, resolving with its output; rejects with ip's own complaint. */
+  private ip(args: string[]): Promise<string> {
+    return new Promise((resolve, reject) => {
+      execFile('ip', args, { timeout: 10_000 }, (err, stdout, stderr) => {
+        if (err) reject(new StyxError('ERR_DATAPLANE', `ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`));
+        else resolve(String(stdout));
+      });
+    });
+  }
+
+  private async addRoute(p: PolicyParams): Promise<void> {
+    if (p.direction !== 'out' || !p.tunnel) return;
+    const cidr = selectorCidr(p.remote);
+    if (!cidr) { this.opts.log.warn(`${p.tag}: remote selector is not a prefix; no route added for it`); return; }
+    const have = this.routes.get(cidr);
+    if (have) { have.count++; return; }
+    const fam = p.remote.family === 4 ? '-4' : '-6';
+    let via: { gateway?: string; dev?: string } = {};
+    try {
+      const got = JSON.parse(await this.ip([fam, '-j', 'route', 'get', p.tunnel.dst])) as { gateway?: string; dev?: string }[];
+      via = got[0] ?? {};
+    } catch (e) {
+      this.opts.log.warn(`${p.tag}: no route to the peer ${p.tunnel.dst}, so none for ${cidr}: ${(e as Error).message}`);
+      return;
+    }
+    if (!via.dev) { this.opts.log.warn(`${p.tag}: no device towards ${p.tunnel.dst}; no route for ${cidr}`); return; }
+    const src = localSourceIn(p.local);
+    const args = [fam, 'route', 'replace', cidr, ...(via.gateway ? ['via', via.gateway] : []), 'dev', via.dev, ...(src ? ['src', src] : []), 'proto', 'static'];
+    await this.ip(args);
+    this.routes.set(cidr, { count: 1, args });
+    this.opts.log.info(`${p.tag}: route ${cidr}${via.gateway ? ` via ${via.gateway}` : ''} dev ${via.dev}${src ? ` src ${src}` : ''}`);
+  }
+
+  private async delRoute(p: PolicyParams): Promise<void> {
+    if (p.direction !== 'out' || !p.tunnel) return;
+    const cidr = selectorCidr(p.remote);
+    const have = cidr ? this.routes.get(cidr) : undefined;
+    if (!cidr || !have) return;
+    if (--have.count > 0) return;
+    this.routes.delete(cidr);
+    const del = have.args.map((a) => (a === 'replace' ? 'del' : a));
+    await this.ip(del).catch((e: Error) => this.opts.log.warn(`removing route ${cidr}: ${e.message}`));
   }
 
   async deletePolicy(p: PolicyParams): Promise<void> {
@@ -327,6 +379,7 @@ export class XfrmBackend implements DataplaneBackend {
     const wasActive = i === rec.entries.length - 1;
     rec.entries.splice(i, 1);
     this.c.policiesDeleted++;
+    await this.delRoute(p);
     if (rec.entries.length > 0) {
       if (wasActive) await this.installPolicy(k, rec);
       return;
