@@ -20,6 +20,7 @@
 #   STYX_VM_SHARE    the directory shared read-write (default: the current directory)
 #   STYX_VM_ENV      extra variable names to pass into the VM (space separated);
 #                    CI, TERM, NO_COLOR, FORCE_COLOR, TZ and every STYX_* always pass
+#   STYX_VM_ACCEL    kvm or tcg instead of the automatic choice
 #   STYX_VM_DEBUG=1  kernel messages on the console and a trace of the VM's init
 #
 # Exit status: COMMAND's; 124 when --timeout expired; 125 when the VM failed
@@ -104,8 +105,15 @@ kernel_package() {
 # $cache/kernel/KVER, with a modules.dep for it (the package's postinst would
 # run depmod; we run it on the unpacked tree instead).
 ensure_kernel() {
-  local kver=$1 dir=$cache/kernel/$1
-  [ -f "$dir/.complete" ] && return 0
+  local kver=$1 dir=$cache/kernel/$1 kmod=$2
+  if [ -f "$dir/.complete" ]; then
+    # A tree indexed by busybox before kmod was at hand gets kmod's binary
+    # indexes too, which kmod's modprobe needs.
+    if [ -n "$kmod" ] && [ ! -f "$dir/lib/modules/$kver/modules.dep.bin" ]; then
+      (exec -a depmod "$kmod" -b "$dir" "$kver")
+    fi
+    return 0
+  fi
   local pkg=linux-image-$kver tmp
   vm_log "fetching $pkg (not installed on the host, only unpacked into $dir)"
   tmp=$(mktemp -d "$cache/download.XXXXXX")
@@ -118,15 +126,38 @@ ensure_kernel() {
   dpkg-deb -x "$tmp"/"$pkg"_*.deb "$dir" || { rm -rf "$tmp" "$dir"; die "cannot unpack $pkg"; }
   rm -rf "$tmp"
   [ -f "$dir/boot/vmlinuz-$kver" ] || die "$pkg has no boot/vmlinuz-$kver"
-  # The host may have no kmod (container images); busybox's depmod writes
-  # the same modules.dep and modules.alias. kmod's also writes the binary
-  # indexes that kmod's modprobe needs.
-  if command -v depmod >/dev/null 2>&1; then
-    depmod -b "$dir" "$kver"
+  # kmod's depmod also writes the binary indexes kmod's modprobe needs;
+  # without kmod, busybox's writes the same modules.dep and modules.alias.
+  if [ -n "$kmod" ]; then
+    (exec -a depmod "$kmod" -b "$dir" "$kver")
   else
     busybox depmod -b "$dir" "$kver"
   fi
   touch "$dir/.complete"
+}
+
+# kmod (modprobe, lsmod, modinfo, depmod) for hosts that lack it, as
+# Debian's container images do: the package is downloaded and unpacked into
+# $cache/kmod, not installed; the guest links its module tools to it (it
+# needs only libkmod2 and libraries every Debian system has). Prints the
+# kmod binary to use, or nothing (busybox's tools are used then).
+ensure_kmod() {
+  if command -v kmod >/dev/null 2>&1; then command -v kmod; return; fi
+  local dir=$cache/kmod
+  if [ ! -f "$dir/.complete" ]; then
+    local tmp
+    tmp=$(mktemp -d "$cache/download.XXXXXX")
+    chown _apt "$tmp" 2>/dev/null || true
+    if (cd "$tmp" && apt-get download -q kmod >&2) && rm -rf "$dir" && dpkg-deb -x "$tmp"/kmod_*.deb "$dir"; then
+      touch "$dir/.complete"
+    else
+      vm_log "note: could not fetch kmod; the guest uses busybox's module tools"
+    fi
+    rm -rf "$tmp"
+  fi
+  if [ -f "$dir/.complete" ] && "$dir/bin/kmod" --version >/dev/null 2>&1; then
+    echo "$dir/bin/kmod"
+  fi
 }
 
 # resolve_modules MODDIR NAME...: prints the modules.dep keys (paths relative
@@ -211,11 +242,13 @@ ensure_initramfs() {
 prepare() {
   mkdir -p "$cache"
   ensure_host_packages
-  local pkg kver
+  local pkg kver kmod
   pkg=$(kernel_package)
   kver=${pkg#linux-image-}
-  ensure_kernel "$kver"
+  kmod=$(ensure_kmod)
+  ensure_kernel "$kver" "$kmod"
   ensure_initramfs "$kver"
+  printf '%s\n' "$kmod" > "$cache/kmod-path"
   printf '%s\n' "$kver"
 }
 
@@ -278,6 +311,7 @@ run() {
   printf '%s\n' "$share" > "$rundir/share"
   printf '%s\n' "$kver" > "$rundir/kver"
   printf '%s\n' "$cache/kernel/$kver/lib/modules/$kver" > "$rundir/moddir"
+  cp "$cache/kmod-path" "$rundir/kmod"
   if [ -t 1 ]; then
     echo "1 $(stty size 2>/dev/null || true)" > "$rundir/tty"
   else
@@ -296,7 +330,9 @@ run() {
   if [ "${STYX_VM_DEBUG:-0}" = 1 ]; then
     append+=" loglevel=7 styx.debug=1"
   else
-    append+=" quiet loglevel=0"
+    # loglevel=1: only KERN_EMERG reaches the console. Not 0: a panic raises
+    # the level to print its report only when it is not 0.
+    append+=" quiet loglevel=1"
   fi
 
   local qemu=(

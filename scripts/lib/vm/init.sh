@@ -34,15 +34,17 @@ done
 if [ "$debug" = 1 ]; then
   set -x
 else
-  # "quiet loglevel=0" already keeps the console clean; this also silences
-  # messages of modules loaded later (a panic still prints: it raises the level).
-  echo 0 > /proc/sys/kernel/printk
+  # Only KERN_EMERG on the console, also for what modules print later. Not
+  # 0: a panic raises the level to print its report only when it is not 0.
+  echo 1 > /proc/sys/kernel/printk
 fi
 
 # report STATUS: hands the exit status to the host and powers off.
 report() {
   echo "STYX-VM-STATUS $1" > /dev/ttyS1
   sync
+  # "reboot: Power down" is KERN_EMERG; nobody needs it after the command.
+  [ "$debug" = 1 ] || echo 0 > /proc/sys/kernel/printk
   poweroff -f
 }
 
@@ -82,17 +84,18 @@ mount -t overlay -o lowerdir=/lower,upperdir=/overlay/upper,workdir=/overlay/wor
 # The spec is read now: /tmp and /run of the new root get fresh tmpfs below.
 [ -f "/lower$run/cmd.sh" ] || fail "no run spec at $run"
 mkdir -p /spec
-cp "/lower$run/cmd.sh" "/lower$run/share" "/lower$run/tty" "/lower$run/kver" "/lower$run/moddir" /spec/ \
+cp "/lower$run/cmd.sh" "/lower$run/share" "/lower$run/tty" "/lower$run/kver" "/lower$run/moddir" "/lower$run/kmod" /spec/ \
   || fail "cannot read the run spec in $run"
 share=$(cat /spec/share)
 kver=$(cat /spec/kver)
 moddir=$(cat /spec/moddir)
+kmod=$(cat /spec/kmod)
 
 # The checkout, read-write, at the path it has on the host, so the command's
 # outputs (dist/, logs) land on the host. No cache=loose here: the host is
 # the owner of these files and what the guest writes must reach it in order.
 mkdir -p "/newroot$share"
-mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=mmap" styxshare "/newroot$share" \
+mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=loose" styxshare "/newroot$share" \
   || fail "cannot mount the shared directory $share (9p tag styxshare)"
 
 # Fresh kernel file systems for the new root: the host's /proc, /sys and /dev
@@ -119,17 +122,19 @@ if [ -d "/lower$moddir" ]; then
 else
   echo "styx-vm: module tree $moddir not found; modprobe will not work" >&2
 fi
-# Debian's container images leave kmod out; busybox then provides the
-# module tools in the guest (it reads the modules.dep vm.sh generated).
+# Debian's container images leave kmod out. vm.sh then unpacks it into its
+# cache (visible here through the host root) and the module tools point to
+# it; without that, busybox's (no modprobe -n, no softdeps) stand in.
 for t in modprobe lsmod rmmod insmod modinfo depmod; do
-  if [ ! -e "/newroot/sbin/$t" ] && [ ! -e "/newroot/bin/$t" ]; then
-    if [ -x /newroot/bin/busybox ]; then
-      ln -s /bin/busybox "/newroot/sbin/$t"
-    else
-      mkdir -p /newroot/usr/local/lib/styx-vm
-      [ -e /newroot/usr/local/lib/styx-vm/busybox ] || cp /bin/busybox /newroot/usr/local/lib/styx-vm/busybox
-      ln -s /usr/local/lib/styx-vm/busybox "/newroot/sbin/$t"
-    fi
+  [ ! -e "/newroot/sbin/$t" ] && [ ! -e "/newroot/bin/$t" ] || continue
+  if [ -n "$kmod" ] && [ -x "/newroot$kmod" ]; then
+    ln -s "$kmod" "/newroot/sbin/$t"
+  elif [ -x /newroot/bin/busybox ]; then
+    ln -s /bin/busybox "/newroot/sbin/$t"
+  else
+    mkdir -p /newroot/usr/local/lib/styx-vm
+    [ -e /newroot/usr/local/lib/styx-vm/busybox ] || cp /bin/busybox /newroot/usr/local/lib/styx-vm/busybox
+    ln -s /usr/local/lib/styx-vm/busybox "/newroot/sbin/$t"
   fi
 done
 
