@@ -54,15 +54,21 @@ export interface UserspaceOptions {
 
 const key = (spi: number, dir: Direction): string => `${dir}:${spi >>> 0}`;
 
-/** A selector as a CIDR prefix when it is one (routes need prefixes); null for odd ranges. */
-export function selectorCidr(s: Selector): string | null {
+/** A selector's address range as a prefix (start address, length) when it is one; null for odd ranges. */
+export function selectorPrefix(s: Selector): { addr: Buffer; prefix: number } | null {
   const bits = s.startAddr.length * 8;
   for (let p = 0; p <= bits; p++) {
     const lo = Buffer.from(s.startAddr), hi = Buffer.from(s.startAddr);
     for (let i = p; i < bits; i++) { const b = i >> 3, m = 0x80 >> (i & 7); lo[b] = lo[b]! & ~m; hi[b] = hi[b]! | m; }
-    if (lo.equals(s.startAddr) && hi.equals(s.endAddr)) return `${addrText(s.startAddr)}/${p}`;
+    if (lo.equals(s.startAddr) && hi.equals(s.endAddr)) return { addr: s.startAddr, prefix: p };
   }
   return null;
+}
+
+/** A selector as a CIDR prefix when it is one (routes need prefixes); null for odd ranges. */
+export function selectorCidr(s: Selector): string | null {
+  const p = selectorPrefix(s);
+  return p ? `${addrText(p.addr)}/${p.prefix}` : null;
 }
 
 function addrText(b: Buffer): string {

@@ -38,7 +38,7 @@ import {
   policyIdBody, saBody, saIdBody, type NetlinkMessage, type XfrmPolicy, type XfrmSa, type XfrmSelector,
 } from './messages.js';
 import { NetlinkError, XfrmSocket, loadNetlinkAddon, type NetlinkAddon } from './netlink.js';
-import { localSourceIn, selectorCidr } from '../userspace/index.js';
+import { localSourceIn, selectorCidr, selectorPrefix } from '../userspace/index.js';
 
 export interface XfrmOptions {
   log: Logger;
@@ -71,13 +71,9 @@ function algorithms(p: SaParams): Pick<XfrmSa, 'aead' | 'crypt' | 'auth'> {
 }
 
 function prefixOf(s: Selector, what: string): { addr: Buffer; prefix: number } {
-  const bits = s.startAddr.length * 8;
-  for (let p = 0; p <= bits; p++) {
-    const lo = Buffer.from(s.startAddr), hi = Buffer.from(s.startAddr);
-    for (let i = p; i < bits; i++) { const b = i >> 3, m = 0x80 >> (i & 7); lo[b] = lo[b]! & ~m; hi[b] = hi[b]! | m; }
-    if (lo.equals(s.startAddr) && hi.equals(s.endAddr)) return { addr: s.startAddr, prefix: p };
-  }
-  throw new StyxError('ERR_DATAPLANE', `${what} address range is not a prefix: the kernel's selectors are prefixes`);
+  const p = selectorPrefix(s);
+  if (!p) throw new StyxError('ERR_DATAPLANE', `${what} address range is not a prefix: the kernel's selectors are prefixes`);
+  return p;
 }
 
 /** One port or any: what a kernel selector can say. */
@@ -240,13 +236,11 @@ export class XfrmBackend implements DataplaneBackend {
     }
     r.params = next;
     this.opts.log.info(`${old.tag}: SA ${hex(spi)} now ${next.src.address}[${next.src.port}] -> ${next.dst.address}[${next.dst.port}]`);
-    // Tunnel templates carry the outer addresses.
+    // Tunnel templates carry the outer addresses: the policies of this SA's direction (in and fwd for inbound) follow it.
+    const moved = { src: next.src.address, dst: next.dst.address };
     for (const [k, rec] of this.policies) {
       const active = rec.entries[rec.entries.length - 1];
-      if (!active?.tunnel || this.reqidOf(active) !== r.reqid) continue;
-      const moved = direction === 'out'
-        ? { src: next.src.address, dst: next.dst.address }
-        : { src: next.src.address, dst: next.dst.address };
+      if (!k.startsWith(`${direction}|`) || !active?.tunnel || this.reqidOf(active) !== r.reqid) continue;
       if (moved.src === active.tunnel.src && moved.dst === active.tunnel.dst) continue;
       rec.entries = rec.entries.map((e) => (e.tunnel && this.reqidOf(e) === r.reqid ? { ...e, tunnel: moved } : e));
       await this.installPolicy(k, rec);
@@ -406,6 +400,3 @@ export class XfrmBackend implements DataplaneBackend {
     this.sock.close();
   }
 }
-
-/** Keeps the XFRM numbers this file uses visible to tests. */
-export const XFRM_DIRS = { in: XFRM_POLICY_IN, out: XFRM_POLICY_OUT, fwd: XFRM_POLICY_FWD } as const;

@@ -157,6 +157,20 @@ function algName(name: string): Buffer {
   return b;
 }
 
+/**
+ * xfrm_algo (name, key bits, key) or, with `bits`, xfrm_algo_aead /
+ * xfrm_algo_auth, which put the ICV or truncation length before the key.
+ */
+function algorithm(name: string, key: Buffer, bits?: number): Buffer {
+  const head = bits === undefined ? 68 : 72;
+  const a = Buffer.alloc(head + key.length);
+  algName(name).copy(a, 0);
+  a.writeUInt32LE(key.length * 8, 64);
+  if (bits !== undefined) a.writeUInt32LE(bits, 68);
+  key.copy(a, head);
+  return a;
+}
+
 export function message(type: number, flags: number, seq: number, parts: Buffer[]): Buffer {
   const body = Buffer.concat(parts);
   const hdr = Buffer.alloc(SIZE.nlmsghdr);
@@ -185,29 +199,9 @@ export function saBody(sa: XfrmSa): Buffer[] {
   info.writeUInt8(0, 215);
   info.writeUInt8(sa.esn ? XFRM_STATE_ESN : 0, 216);
   const parts: Buffer[] = [info];
-  if (sa.aead) {
-    const a = Buffer.alloc(72 + sa.aead.key.length);
-    algName(sa.aead.name).copy(a, 0);
-    a.writeUInt32LE(sa.aead.key.length * 8, 64);
-    a.writeUInt32LE(sa.aead.icvBits, 68);
-    sa.aead.key.copy(a, 72);
-    parts.push(attr(XFRMA.ALG_AEAD, a));
-  }
-  if (sa.crypt) {
-    const a = Buffer.alloc(68 + sa.crypt.key.length);
-    algName(sa.crypt.name).copy(a, 0);
-    a.writeUInt32LE(sa.crypt.key.length * 8, 64);
-    sa.crypt.key.copy(a, 68);
-    parts.push(attr(XFRMA.ALG_CRYPT, a));
-  }
-  if (sa.auth) {
-    const a = Buffer.alloc(72 + sa.auth.key.length);
-    algName(sa.auth.name).copy(a, 0);
-    a.writeUInt32LE(sa.auth.key.length * 8, 64);
-    a.writeUInt32LE(sa.auth.truncBits, 68);
-    sa.auth.key.copy(a, 72);
-    parts.push(attr(XFRMA.ALG_AUTH_TRUNC, a));
-  }
+  if (sa.aead) parts.push(attr(XFRMA.ALG_AEAD, algorithm(sa.aead.name, sa.aead.key, sa.aead.icvBits)));
+  if (sa.crypt) parts.push(attr(XFRMA.ALG_CRYPT, algorithm(sa.crypt.name, sa.crypt.key)));
+  if (sa.auth) parts.push(attr(XFRMA.ALG_AUTH_TRUNC, algorithm(sa.auth.name, sa.auth.key, sa.auth.truncBits)));
   if (sa.encap) {
     const e = Buffer.alloc(SIZE.encapTmpl);
     e.writeUInt16LE(UDP_ENCAP_ESPINUDP, 0);
