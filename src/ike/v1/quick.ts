@@ -38,7 +38,7 @@ import type { IkeSaV1 } from './ike-sa.js';
 import { clientId, hostSelector, selectorOf } from './ids.js';
 import { deleteChildV1, sendInformational, switchOutbound } from './info.js';
 import { natT, responderLifeOf, responderLifetime } from './phase1.js';
-import { ownerOf, withPeer } from './rekey.js';
+import { newerSa, ownerOf, withPeer } from './rekey.js';
 import {
   V1_KILOBYTE, acceptEspReply, espSaPayload, espSelection, espTransforms, lifeKilobytes, modeOfEncapsulation, pfsGroup, selectEsp,
   type EspChoice,
@@ -101,6 +101,9 @@ async function failQuick(ctx: V1Context, sa: IkeSaV1, q: QuickState, why: string
   retryRekey(ctx, sa, q);
 }
 
+/** How often a Quick Mode held back by a phase 1 rekey looks again. */
+const PHASE1_WAIT_MS = 250;
+
 /** Attempts at renewing one pair before it is left to expire. */
 const REKEY_TRIES = 3;
 const REKEY_RETRY_MS = 2000;
@@ -162,6 +165,19 @@ export async function initiateQuick(ctx: V1Context, sa: IkeSaV1, cfg: ChildConfi
   // Time and volume limits may both call for the same renewal: one Quick Mode does it.
   if (replaces && rekeyUnderWay(sa, replaces)) {
     ctx.log.debug(`${sa.tag}: CHILD_SA ${cfg.name}{${replaces.uniqueId}} is already being rekeyed`);
+    return;
+  }
+  // A new phase 1 replacing this ISAKMP SA is under way: a peer may move its IPsec SAs to the new SA
+  // before our QM3 reaches it, tie the new pair to the old SA and drop the pair when the old SA is
+  // deleted. The Quick Mode waits and goes over the new SA.
+  const successor = ctx.siblings(sa).find((s) => s.state === 'CONNECTING' && (s.replaces === sa || s.predecessor === sa));
+  if (successor) {
+    ctx.log.debug(`${sa.tag}: Quick Mode for ${cfg.name} waits for phase 1 ${successor.tag}`);
+    ctx.clock.setTimeout(() => {
+      const via = (replaces ? ownerOf(ctx, sa, replaces) : undefined) ?? newerSa(ctx, sa) ?? sa;
+      if (via.state !== 'ESTABLISHED' || (replaces && replaces.state !== 'INSTALLED')) return;
+      void via.enqueue(() => initiateQuick(ctx, via, cfg, replaces));
+    }, PHASE1_WAIT_MS);
     return;
   }
   const mid = sa.newMessageId();

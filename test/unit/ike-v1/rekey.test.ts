@@ -128,6 +128,25 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.equal(old.state, 'DELETED');
   });
 
+  it('a Quick Mode rekey due while a phase 1 rekey is under way waits and runs over the new ISAKMP SA, not the one about to be deleted', async function () {
+    const p = new V1Peers();
+    await p.establish();
+    const { l } = onePairNoLeak(p);
+    const old = l.children[0]!;
+    void l.enqueue(() => rekeyIsakmp(p.left, l));
+    void l.enqueue(() => initiateQuick(p.left, l, old.config, old));
+    await p.settle();
+    await p.advance(6000, 250);
+    const now = onePairNoLeak(p);
+    assert.notEqual(now.l, l);
+    assert.equal(l.state, 'DESTROYED');
+    assert.notEqual(now.l.children[0]!.spiIn, old.spiIn, p.dump());
+    assert.equal(old.state, 'DELETED');
+    const quick = p.lines.filter((x) => /Quick Mode [0-9a-f]+: rekeying net/.test(x));
+    assert.equal(quick.length, 1, p.dump());
+    assert.ok(quick[0]!.includes(now.l.tag), `the rekey went over ${quick[0]}, not ${now.l.tag}`);
+  });
+
   it('behind a NAT, a phase 1 rekey from the outside goes to the peer\'s mapped NAT-T port and the IPsec SAs carry over', async function () {
     const p = new V1Peers(v1Config('left', { extra: IKE_LONG }), v1Config('right', { extra: '    rekey_time: 60s\n    lifetime: 90s\n' }));
     p.nat = new PortNat(LEFT.address, 20000);
