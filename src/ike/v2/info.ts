@@ -5,7 +5,7 @@
 import { ExchangeType, NotifyType, PayloadType, ProtocolId } from '../../wire/ikev2/constants.js';
 import type { DeletePayload, Payload } from '../../wire/ikev2/types.js';
 import { spiHex } from './child-sa.js';
-import { removeChild } from './rekey-collisions.js';
+import { peerDeletedDuringIkeCollision, removeChild } from './rekey-collisions.js';
 import type { V2Context } from './context.js';
 import type { IkeSaV2 } from './ike-sa.js';
 import { notifyName } from './init.js';
@@ -17,6 +17,7 @@ export async function handleInformationalRequest(ctx: V2Context, sa: IkeSaV2, me
   // 1.4.1: deleting the IKE SA takes its CHILD_SAs with it; the response is empty.
   if (deletes.some((d) => d.protocol === ProtocolId.IKE)) {
     ctx.log.info(`${sa.tag}: peer deleted the IKE SA`);
+    peerDeletedDuringIkeCollision(ctx, sa);
     sa.sendResponse(ExchangeType.INFORMATIONAL, messageId, []);
     await ctx.destroy(sa, 'deleted by peer');
     return;

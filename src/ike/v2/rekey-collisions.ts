@@ -122,6 +122,21 @@ export async function ikeRekeyDone(ctx: V2Context, old: IkeSaV2, next: IkeSaV2):
   else old.setState('DELETING', `rekeyed by peer into ${survivor.tag}`);
 }
 
+/**
+ * The peer deletes the old IKE SA while our rekey of it is unanswered and its
+ * own rekey waits for the collision to resolve (2.8.1): the peer deletes the
+ * old SA only as the winner, so its new SA survives. Ours is never completed
+ * here; the peer closes the copy it made of it.
+ */
+export function peerDeletedDuringIkeCollision(ctx: V2Context, old: IkeSaV2): void {
+  const theirs = old.ikeReplacement;
+  if (!old.rekeyingIke || !theirs || theirs.state !== 'ESTABLISHED') return;
+  old.ikeReplacement = null;
+  ctx.log.info(`${old.tag}: IKE rekey collision: the peer deleted this IKE SA before answering our rekey, so its ${theirs.tag} stays`);
+  moveChildren(old, theirs);
+  ctx.ikeUp(theirs);
+}
+
 function moveChildren(from: IkeSaV2, to: IkeSaV2): void {
   to.children.push(...from.children);
   from.children = [];

@@ -287,4 +287,32 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
       assert.equal(r.state, 'DESTROYED');
     });
   }
+  it('keeps the CHILD_SAs when the peer wins an IKE rekey collision and deletes the old IKE SA before our own rekey is answered', async () => {
+    const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+    await up(p);
+    // The left side's nonce is the lowest, so the right side's new IKE SA survives and the right side deletes the old one.
+    p.left.nonceSource = fixed(0x01);
+    p.right.nonceSource = fixed(0xee, 0x90);
+    const l = p.left.sas[0]!, r = p.right.sas[0]!;
+    const childSpis = [l.children[0]!.spiIn, l.children[0]!.spiOut];
+    // The right side's answer to the left side's rekey is lost, so the left side never learns of its own new SA
+    // before the right side's DELETE of the old one arrives.
+    const isCreateChildResponse = (d: Buffer): boolean => {
+      const h = d.length >= 4 && d.readUInt32BE(0) === 0 ? d.subarray(4) : d;
+      return h.length >= 28 && h[18] === ExchangeType.CREATE_CHILD_SA && (h[19]! & 0x20) !== 0;
+    };
+    p.tap = (d, from) => (from.address !== '192.0.2.1' && isCreateChildResponse(d) ? null : d);
+    initiateIkeRekey(p.left, l);
+    initiateIkeRekey(p.right, r);
+    await p.settle();
+    assert.equal(l.state, 'DESTROYED', 'the right side deleted the old IKE SA');
+    p.tap = (d) => d;
+    await p.advance(10_000);
+    assertOnePair(p);
+    assert.equal(p.left.sas.length, 1);
+    assert.equal(p.right.sas.length, 1);
+    assert.equal(r.state, 'DESTROYED');
+    // The CHILD_SA moved to the surviving IKE SA unchanged: no packet needed a new SA.
+    assert.deepEqual([p.left.sas[0]!.children[0]!.spiIn, p.left.sas[0]!.children[0]!.spiOut], childSpis);
+  });
 });
