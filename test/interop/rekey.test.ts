@@ -518,14 +518,16 @@ const HOLD_TABLE = 'styx_ike_hold';
 /** The IKE header's flags octet is at UDP payload offset 4 (marker) + 19; bit 0x20 is Response. */
 const RESPONSE_BIT = 64 + (4 + 19) * 8 + 2;
 
-async function holdIke(p: Peers, what: 'all' | 'responses' | 'none'): Promise<void> {
+/** 'responses-to-styx' holds only the answers reaching styx (the left namespace). */
+async function holdIke(p: Peers, what: 'all' | 'responses' | 'responses-to-styx' | 'none'): Promise<void> {
   const rule = what === 'all'
     ? 'udp dport 4500 @th,64,32 0 counter drop'
     : `udp dport 4500 @th,64,32 0 @th,${RESPONSE_BIT},1 1 counter drop`;
   for (const ns of [p.t.left.ns, p.t.right.ns]) {
+    const held = what !== 'none' && (what !== 'responses-to-styx' || ns === p.t.left.ns);
     const file = join(p.t.dir('nft'), `${ns}.nft`);
     // 'table' then 'delete table' makes the replacement one transaction, whether the table exists or not.
-    writeFileSync(file, `table inet ${HOLD_TABLE}\ndelete table inet ${HOLD_TABLE}\n${what === 'none' ? '' : `table inet ${HOLD_TABLE} {
+    writeFileSync(file, `table inet ${HOLD_TABLE}\ndelete table inet ${HOLD_TABLE}\n${!held ? '' : `table inet ${HOLD_TABLE} {
   chain input {
     type filter hook input priority -10; policy accept;
     ${rule}
@@ -569,7 +571,12 @@ describe('rekey collisions with strongSwan: equal CHILD_SA rekey times, nothing 
  * side's first request in its log, `charonReceived` and `styxReceived` the
  * other side's request arriving.
  */
-async function forceCollision(p: Peers, styxStarted: RegExp, charonStarted: RegExp, charonReceived: RegExp, styxReceived: RegExp, waitMs: number): Promise<void> {
+/**
+ * `charonFirst`: after the requests crossed, charon's answers to styx stay held
+ * until charon has resolved the collision, so charon acts on the outcome
+ * (as the winner it deletes the old SA) before styx learns its own new SA.
+ */
+async function forceCollision(p: Peers, styxStarted: RegExp, charonStarted: RegExp, charonReceived: RegExp, styxReceived: RegExp, waitMs: number, charonFirst?: RegExp): Promise<void> {
   const styxMark = p.styx.logMark(), charonMark = p.charon.logMark();
   await holdIke(p, 'all');
   try {
@@ -578,6 +585,12 @@ async function forceCollision(p: Peers, styxStarted: RegExp, charonStarted: RegE
     await holdIke(p, 'responses');
     // Each side's retransmission reaches the other while its own request is unanswered.
     await Promise.all([p.styx.waitForLog(styxReceived, 15_000, s2), p.charon.waitForLog(charonReceived, 15_000, c2)]);
+    if (charonFirst) {
+      await holdIke(p, 'responses-to-styx');
+      await p.charon.waitForLog(charonFirst, 15_000, c2);
+      // charon's DELETE of the old SA (a request) passes; give it time to arrive before the answers do.
+      await new Promise((r) => setTimeout(r, 500));
+    }
   } finally {
     await holdIke(p, 'none');
   }
@@ -627,60 +640,71 @@ describe('rekey collisions with strongSwan: both sides rekey the CHILD_SA at onc
   });
 });
 
-describe('rekey collisions with strongSwan: both sides rekey the IKE SA at once (forced)', function () {
-  const p = usePeers({
-    tag: 'ikecol',
-    esp: 'aes128gcm16',
-    styx: { childRekey: 600, childLife: 900, ikeRekey: 10, ikeLife: 120, retransmit: QUICK_RETRANSMIT },
-    charonConn: { rekey_time: '10s', over_time: '110s', rand_time: '0s' },
-    charonChild: { rekey_time: '600s', life_time: '900s', rand_time: '0s' },
-    charonDaemon: CHARON_QUICK_RETRANSMIT,
-  });
+/**
+ * With `charonFirst`, charon's answers to styx are held until charon has
+ * resolved the collision: as the winner (half of the runs, by the nonces)
+ * charon then deletes the old IKE SA while styx's own rekey is unanswered.
+ */
+function ikeCollision(title: string, tag: string, charonFirst: boolean): void {
+  describe(title, function () {
+    const p = usePeers({
+      tag,
+      esp: 'aes128gcm16',
+      styx: { childRekey: 600, childLife: 900, ikeRekey: 10, ikeLife: 120, retransmit: QUICK_RETRANSMIT },
+      charonConn: { rekey_time: '10s', over_time: '110s', rand_time: '0s' },
+      charonChild: { rekey_time: '600s', life_time: '900s', rand_time: '0s' },
+      charonDaemon: CHARON_QUICK_RETRANSMIT,
+    });
 
-  it('both requests cross, both sides detect the collision and agree which new IKE SA stays; one IKE SA is left with the CHILD_SA, no ping lost', async function () {
-    this.timeout(120_000);
-    await styxInitiate(p);
-    const before = await bothAgree(p);
-    const pingers = pingBothWays(p, COLLISION_PINGS);
-    await forceCollision(p,
-      /: rekeying IKE SA, new SPI [0-9a-f]{16}/,
-      /generating CREATE_CHILD_SA request \d+ \[ SA No KE \]/,
-      /parsed CREATE_CHILD_SA request \d+ \[ SA No KE \]/,
-      /: peer rekeyed the IKE SA while we did too/,
-      15_000);
-    // Either styx completes both exchanges and compares nonces, or charon (the winner) deletes the old IKE SA
-    // before styx's retransmitted request gets its answer; then styx keeps charon's new SA without ever
-    // learning its own.
-    const styxSaid = await p.styx.waitForLog(/: IKE rekey collision: (?:ours \S+ ([0-9a-f]{16})_i ([0-9a-f]{16})_r (has the lowest nonce and goes|stays)|the peer (deleted) this IKE SA before answering our rekey)/, 20_000);
-    // As above: charon may meet styx's delete of the old IKE SA before its own rekey answer ("peer did not notice").
-    const charonSaid = await p.charon.waitForLog(/IKE_SA rekey collision (won|lost)|peer did (not) notice IKE_SA rekey collision/, 20_000);
-    const styxKept = styxSaid[3] === 'stays';
-    if (styxSaid[4] !== undefined) assert.equal(charonSaid[1], 'won', `styx: "${styxSaid[0]}", charon: "${charonSaid[0]}"`);
-    else if (charonSaid[1] !== undefined) assert.equal(charonSaid[1], styxKept ? 'lost' : 'won', `styx: "${styxSaid[0]}", charon: "${charonSaid[0]}"`);
-    else assert.ok(styxKept, `charon saw styx delete the old IKE SA, which only the winner does: styx "${styxSaid[0]}"`);
-    assert.ok(pingers.every((x) => x.running()), 'the pings ended before the collision was resolved; they prove nothing about it');
-    // Read before the next scheduled IKE rekey (10 s) replaces the survivor. When styx never saw its own rekey
-    // answered, charon keeps the SA it made for it until its half-open timeout (30 s) removes it.
-    const { sa } = await bothAgree(p, 20_000, styxSaid[4] !== undefined);
-    assert.notEqual(sa.spiI, before.sa.spiI, 'the IKE SA was not replaced');
-    const ours = `${styxSaid[1]}/${styxSaid[2]}`, listed = `${sa.spiI}/${sa.spiR}`;
-    if (charonSaid[1] !== undefined && styxSaid[4] === undefined) {
-      if (styxKept) assert.equal(listed, ours, `styx kept its ${ours} but lists ${styxView([sa])}`);
-      else assert.notEqual(listed, ours, `styx's ${ours} lost but is listed: ${styxView([sa])}`);
-    }
-    // The CHILD_SA moved to the survivor unchanged.
-    assert.deepEqual([sa.children[0]!.spiIn, sa.children[0]!.spiOut], [before.sa.children[0]!.spiIn, before.sa.children[0]!.spiOut]);
-    console.log(`      styx: "${styxSaid[0].replace(/^.*?: IKE rekey/, 'IKE rekey')}"; charon: "${charonSaid[0]}"`);
-    await assertNoLoss(pingers);
-    assert.doesNotMatch(since(p.styx.logText(), 0), / ERROR /);
-    await pingOk(p);
-    // Nothing is left behind on either side in the end: charon's orphan goes with its half-open timeout.
-    if (styxSaid[4] !== undefined) {
-      await waitFor('charon to drop the IKE SA it made for styx\'s unanswered rekey', 45_000, async () =>
-        ((await p.charon.listSas()).some(charonOrphan) ? undefined : true), 1000);
-    }
+    it('both requests cross, both sides detect the collision and agree which new IKE SA stays; one IKE SA is left with the CHILD_SA, no ping lost', async function () {
+      this.timeout(120_000);
+      await styxInitiate(p);
+      const before = await bothAgree(p);
+      const pingers = pingBothWays(p, COLLISION_PINGS);
+      await forceCollision(p,
+        /: rekeying IKE SA, new SPI [0-9a-f]{16}/,
+        /generating CREATE_CHILD_SA request \d+ \[ SA No KE \]/,
+        /parsed CREATE_CHILD_SA request \d+ \[ SA No KE \]/,
+        /: peer rekeyed the IKE SA while we did too/,
+        15_000,
+        charonFirst ? /IKE_SA rekey collision (won|lost)/ : undefined);
+      // Either styx completes both exchanges and compares nonces, or charon (the winner) deletes the old IKE SA
+      // before styx's retransmitted request gets its answer; then styx keeps charon's new SA without ever
+      // learning its own.
+      const styxSaid = await p.styx.waitForLog(/: IKE rekey collision: (?:ours \S+ ([0-9a-f]{16})_i ([0-9a-f]{16})_r (has the lowest nonce and goes|stays)|the peer (deleted) this IKE SA before answering our rekey)/, 20_000);
+      // As above: charon may meet styx's delete of the old IKE SA before its own rekey answer ("peer did not notice").
+      const charonSaid = await p.charon.waitForLog(/IKE_SA rekey collision (won|lost)|peer did (not) notice IKE_SA rekey collision/, 20_000);
+      const styxKept = styxSaid[3] === 'stays';
+      if (styxSaid[4] !== undefined) assert.equal(charonSaid[1], 'won', `styx: "${styxSaid[0]}", charon: "${charonSaid[0]}"`);
+      else if (charonSaid[1] !== undefined) assert.equal(charonSaid[1], styxKept ? 'lost' : 'won', `styx: "${styxSaid[0]}", charon: "${charonSaid[0]}"`);
+      else assert.ok(styxKept, `charon saw styx delete the old IKE SA, which only the winner does: styx "${styxSaid[0]}"`);
+      assert.ok(pingers.every((x) => x.running()), 'the pings ended before the collision was resolved; they prove nothing about it');
+      // Read before the next scheduled IKE rekey (10 s) replaces the survivor. When styx never saw its own rekey
+      // answered, charon keeps the SA it made for it until its half-open timeout (30 s) removes it.
+      const { sa } = await bothAgree(p, 20_000, styxSaid[4] !== undefined);
+      assert.notEqual(sa.spiI, before.sa.spiI, 'the IKE SA was not replaced');
+      const ours = `${styxSaid[1]}/${styxSaid[2]}`, listed = `${sa.spiI}/${sa.spiR}`;
+      if (charonSaid[1] !== undefined && styxSaid[4] === undefined) {
+        if (styxKept) assert.equal(listed, ours, `styx kept its ${ours} but lists ${styxView([sa])}`);
+        else assert.notEqual(listed, ours, `styx's ${ours} lost but is listed: ${styxView([sa])}`);
+      }
+      // The CHILD_SA moved to the survivor unchanged.
+      assert.deepEqual([sa.children[0]!.spiIn, sa.children[0]!.spiOut], [before.sa.children[0]!.spiIn, before.sa.children[0]!.spiOut]);
+      console.log(`      styx: "${styxSaid[0].replace(/^.*?: IKE rekey/, 'IKE rekey')}"; charon: "${charonSaid[0]}"`);
+      await assertNoLoss(pingers);
+      assert.doesNotMatch(since(p.styx.logText(), 0), / ERROR /);
+      await pingOk(p);
+      // Nothing is left behind on either side in the end: charon's orphan goes with its half-open timeout.
+      if (styxSaid[4] !== undefined) {
+        await waitFor('charon to drop the IKE SA it made for styx\'s unanswered rekey', 45_000, async () =>
+          ((await p.charon.listSas()).some(charonOrphan) ? undefined : true), 1000);
+      }
+    });
   });
-});
+}
+
+ikeCollision('rekey collisions with strongSwan: both sides rekey the IKE SA at once (forced)', 'ikecol', false);
+ikeCollision('rekey collisions with strongSwan: both sides rekey the IKE SA at once, charon resolves it first (forced)', 'ikecol2', true);
 
 // ---------------------------------------------------------------------------
 // 3. Dead peer (RFC 7296 2.4)
