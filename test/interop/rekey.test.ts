@@ -14,6 +14,9 @@
  *    required), then simultaneous rekeys (RFC 7296 2.8.1) of a CHILD_SA and
  *    of the IKE SA, forced as explained at section 2 below: both sides see
  *    the collision, agree on the survivor and keep one SA each; no ping lost.
+ *    The IKE SA case runs twice, the second time with charon resolving it
+ *    first, so charon as the winner may delete the old IKE SA before styx
+ *    has seen its own rekey answered.
  * 3. Dead peer: charon is killed; styx with dpd_action clear drops the SAs,
  *    with dpd_action restart initiates again and is back up once charon is.
  *
