@@ -22,6 +22,7 @@
 #                    CI, TERM, NO_COLOR, FORCE_COLOR, TZ and every STYX_* always pass
 #   STYX_VM_ACCEL    kvm or tcg instead of the automatic choice
 #   STYX_VM_DEBUG=1  kernel messages on the console and a trace of the VM's init
+#   STYX_TEST_SLOW   how many times longer tests wait (default 10 under TCG)
 #
 # Exit status: COMMAND's; 124 when --timeout expired; 125 when the VM failed
 # to boot or died before COMMAND finished (the console's last lines are shown).
@@ -307,6 +308,16 @@ run() {
   rundir=$(mktemp -d "$cache/run.XXXXXX")
   # shellcheck disable=SC2064
   trap "rm -rf '$rundir'" EXIT
+  local accel
+  case $(pick_accel) in
+    kvm) accel=(-accel kvm -cpu host) ;;
+    *)
+      accel=(-accel tcg,thread=multi -cpu max)
+      # Tests stretch their waits by this factor (test/interop/lib/exec.ts
+      # slow()): under emulation node alone takes seconds to start.
+      export STYX_TEST_SLOW=${STYX_TEST_SLOW:-10}
+      ;;
+  esac
   write_cmd_script "$rundir/cmd.sh" "$cwd" "$@"
   printf '%s\n' "$share" > "$rundir/share"
   printf '%s\n' "$kver" > "$rundir/kver"
@@ -319,11 +330,6 @@ run() {
   fi
   : > "$rundir/status"
 
-  local accel
-  case $(pick_accel) in
-    kvm) accel=(-accel kvm -cpu host) ;;
-    *) accel=(-accel tcg,thread=multi -cpu max) ;;
-  esac
   # cryptomgr.notests: the crypto self-tests run when each module loads
   # and cost seconds under TCG; these VMs test styx, not the kernel crypto.
   local append="console=ttyS0 panic=-1 cryptomgr.notests=1 styx.run=$rundir"

@@ -22,7 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
-  createTopology, dumpLogsOnFailure, ping, pskSwanctlConf, requireInterop, run, startCharon, startStyxd, waitFor, DEFAULT_PLUGINS,
+  createTopology, dumpLogsOnFailure, ping, pskSwanctlConf, requireInterop, run, slow, startCharon, startStyxd, waitFor, DEFAULT_PLUGINS,
   type CharonHandle, type IkeSaInfo, type ParsedSa, type StyxdHandle, type Topology,
 } from '../interop/harness.js';
 
@@ -262,7 +262,7 @@ describe('kernel data plane with strongSwan: rekeys under traffic, by time and b
   const p = usePeers(s);
 
   it('a ping flood of 1000-byte packets loses nothing across >= 4 CHILD_SA rekeys, some started by XFRM expire events', async function () {
-    this.timeout(180_000);
+    this.timeout(slow(180_000));
     const r = await p.styx.styxRun(['initiate', STYX_CONN]);
     assert.equal(r.code, 0, `styx initiate: ${r.stderr}${r.stdout}`);
     const first = await bothUp(p);

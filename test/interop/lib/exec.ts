@@ -7,6 +7,17 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+/**
+ * How many times longer than usual every wait of the harness lasts: 1, or
+ * STYX_TEST_SLOW where the machine is that much slower (scripts/vm.sh sets it
+ * when the VM's CPU is emulated). Only time limits stretch; what a test checks
+ * does not change.
+ */
+export const SLOW = Math.max(1, Number(process.env['STYX_TEST_SLOW'] ?? '1') || 1);
+
+/** A time limit in ms, stretched by SLOW. */
+export const slow = (ms: number): number => ms * SLOW;
+
 export interface RunOptions {
   /** Network namespace to run in (via `ip netns exec`). */
   ns?: string;
@@ -35,7 +46,7 @@ export function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   const full = nsArgv(opts.ns, argv);
   return new Promise((resolvePromise, reject) => {
     execFile(full[0]!, full.slice(1), {
-      timeout: opts.timeoutMs ?? 60_000,
+      timeout: slow(opts.timeoutMs ?? 60_000),
       env: opts.env ?? process.env,
       cwd: opts.cwd,
       maxBuffer: 64 * 1024 * 1024,
@@ -67,11 +78,11 @@ export function sleep(ms: number): Promise<void> {
 /** Poll `probe` until it returns a value other than undefined, or fail after timeoutMs. */
 export async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>,
   intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+  const limit = slow(timeoutMs), deadline = Date.now() + limit;
   for (;;) {
     const v = await probe();
     if (v !== undefined) return v;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() >= deadline) throw new Error(`timed out after ${limit} ms waiting for ${what}`);
     await sleep(intervalMs);
   }
 }
