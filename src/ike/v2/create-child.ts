@@ -60,6 +60,19 @@ export async function initiateChild(ctx: V2Context, sa: IkeSaV2, cfg: ChildConfi
   sa.request(ExchangeType.CREATE_CHILD_SA, payloads, (_m, inner) => onChildResponse(ctx, sa, req, spiIn, ni, ke, proposals, inner));
 }
 
+/**
+ * Queues a rekey of `child` (1.3.3) on `sa`. The rekey timer, a soft volume
+ * limit on either SA of the pair (the kernel reports each SA) and a retry may
+ * all queue one before the first has run; only the first to run still finds
+ * the pair INSTALLED, so one rekey starts, never a duplicate pair.
+ */
+export function queueChildRekey(ctx: V2Context, sa: IkeSaV2, child: ChildSa): void {
+  void sa.enqueue(async () => {
+    if (child.state !== 'INSTALLED' || sa.state !== 'ESTABLISHED' || !sa.children.includes(child)) return;
+    await initiateChild(ctx, sa, child.config, child);
+  });
+}
+
 async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, spiIn: number, ni: Buffer, ke: KeyExchange | null, offered: Proposal[], payloads: Payload[]): Promise<void> {
   if (req.old) sa.rekeyingChildren.delete(req.old);
   const fail = async (why: string): Promise<void> => {
@@ -88,7 +101,7 @@ async function onChildResponse(ctx: V2Context, sa: IkeSaV2, req: ChildRequest, s
       const t = ctx.clock.setTimeout(() => {
         // The IKE SA may have been rekeyed meanwhile: retry on whichever owns the CHILD_SA now.
         const owner = ctx.ownerOf(old);
-        if (old.state === 'INSTALLED' && owner) void owner.enqueue(() => initiateChild(ctx, owner, req.cfg, old));
+        if (owner) queueChildRekey(ctx, owner, old);
       }, 2000 + Math.floor(Math.random() * 3000));
       old.timers.push(t);
       return;

@@ -21,7 +21,7 @@ import type { IkeCounters, V2Context } from './context.js';
 import { IkeSaV2 } from './ike-sa.js';
 import { deleteIkeSa, handleInformationalRequest, livenessCheck } from './info.js';
 import { handleInitRequest, startInitiator } from './init.js';
-import { handleCreateChildRequest, initiateChild, initiateIkeRekey } from './create-child.js';
+import { handleCreateChildRequest, initiateChild, initiateIkeRekey, queueChildRekey } from './create-child.js';
 import { deleteChild } from './rekey-collisions.js';
 
 export interface ManagerEvents {
@@ -73,7 +73,7 @@ export class IkeV2Manager implements V2Context {
         void sa.enqueue(async () => deleteChild(this, sa, child, 'hard volume limit reached'));
       } else if (child.state === 'INSTALLED' && sa.state === 'ESTABLISHED') {
         this.log.info(`${sa.tag}: CHILD_SA ${child.config.name}{${child.uniqueId}} reached a soft volume limit: rekeying`);
-        void sa.enqueue(() => initiateChild(this, sa, child.config, child));
+        queueChildRekey(this, sa, child);
       }
       return;
     }
@@ -146,7 +146,7 @@ export class IkeV2Manager implements V2Context {
     child.timers.push(this.clock.setTimeout(() => {
       const owner = this.ownerOf(child);
       if (child.state !== 'INSTALLED' || !owner || owner.state !== 'ESTABLISHED') return;
-      void owner.enqueue(() => initiateChild(this, owner, cfg, child));
+      queueChildRekey(this, owner, child);
     }, jittered(cfg.rekeyTime)));
     child.timers.push(this.clock.setTimeout(() => {
       const owner = this.ownerOf(child);

@@ -118,6 +118,21 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assert.equal(p.right.sas[0]!.children.length, 0);
   });
 
+  it('starts one rekey when both SAs of a pair and the rekey timer report at once (the kernel raises a soft expire per SA)', async () => {
+    const vol = { child: '        rekey_time: 10s\n        lifetime: 1h\n        rekey_bytes: 1000000\n        life_bytes: 2000000\n' };
+    const p = new TwoPeers(peerConfig('left', { ...LONG, ...vol }), peerConfig('right', LONG));
+    await up(p);
+    const first = p.left.sas[0]!.children[0]!;
+    // Both events and the timer queue a rekey before the first of them has run.
+    p.dpL.events.emit('expire', { spi: first.spiOut, direction: 'out', hard: false });
+    p.dpL.events.emit('expire', { spi: first.spiIn, direction: 'in', hard: false });
+    p.clock.advance(11_000);
+    await p.settle();
+    await p.advance(3_000);
+    assert.equal(p.lines.filter((x) => /: rekeying CHILD_SA /.test(x)).length, 1, p.lines.filter((x) => /rekeying CHILD_SA/.test(x)).join('\n'));
+    assertOnePair(p);
+  });
+
   it('rekeys with PFS when the ESP proposal names a group', async () => {
     const esp = 'aes128gcm16-x25519';
     const p = new TwoPeers(peerConfig('left', { ...SHORT, esp }), peerConfig('right', { ...LONG, esp }));
