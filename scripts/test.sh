@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The project's test command (`npm test`): installs what the tests need on a
-# Debian machine, builds, runs the unit tests and then the interop tests
-# against strongSwan in network namespaces, and ends with one line
-# `N passed, N failed[, N skipped]` summing both suites.
+# Debian machine, builds, runs the unit tests, then the interop tests
+# against strongSwan in network namespaces, then the kernel data plane tests,
+# and ends with one line
+# `N passed, N failed[, N skipped]` summing the suites.
 #
 #   STYX_SKIP_INTEROP=1   unit tests only (and no strongSwan install)
+#   STYX_SKIP_KERNEL=1    no kernel (XFRM) data plane tests, which need a kernel
+#                         with ESP or, failing that, a VM (scripts/vm.sh)
 #   STYX_KEEP_LOGS=1      keep interop logs under ${TMPDIR:-/tmp}/styx-interop
 #   STYX_FORCE_NPM_CI=1   run npm ci even when node_modules looks current
 #   CI=true               interop prerequisites that are missing fail instead of skipping
@@ -28,11 +31,13 @@ setup_failed() { step_failed "$@"; failed=$((failed + 1)); }
 # 'N passing' / 'N failing' / 'N pending' to the totals. A mocha that dies
 # before reporting (an import error, no test files) counts as one failure so
 # the summary never claims success for a suite that did not run.
+# mocha_prefix: a command that runs mocha somewhere else (in a VM).
+mocha_prefix=()
 run_mocha() {
   local name=$1; shift
   local out="$work/$name.out" rc=0 p f s
-  styx_log "$name tests: mocha $*"
-  npx mocha --reporter spec "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
+  styx_log "$name tests: ${mocha_prefix[*]+${mocha_prefix[*]} }mocha $*"
+  ${mocha_prefix[@]+"${mocha_prefix[@]}"} npx mocha --reporter spec "$@" 2>&1 | tee "$out" || rc=${PIPESTATUS[0]}
   # Strip colour codes before reading the counts.
   p=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -Eo '^ *[0-9]+ passing' | grep -Eo '[0-9]+' | tail -1 || true)
   f=$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -Eo '^ *[0-9]+ failing' | grep -Eo '[0-9]+' | tail -1 || true)
@@ -69,6 +74,32 @@ if [ "${STYX_SKIP_INTEROP:-0}" != 1 ]; then
   if [ "$(id -u)" = 0 ]; then
     bash scripts/lib/netns.sh reap styxt >/dev/null 2>&1 || true
   fi
+fi
+
+# Whether this kernel takes an ESP SA (esp4 and the AEAD are there).
+kernel_has_esp() {
+  local ns=styxt-espprobe-$$ ok=1
+  ip netns add "$ns" 2>/dev/null || return 1
+  ip -n "$ns" xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode tunnel \
+    aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128 2>/dev/null && ok=0
+  ip netns del "$ns" 2>/dev/null
+  return $ok
+}
+
+if [ "${STYX_SKIP_INTEROP:-0}" != 1 ] && [ "${STYX_SKIP_KERNEL:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
+  # The XFRM data plane against strongSwan, both in the kernel. Container and
+  # CI kernels often lack ESP; then the suite runs in a VM booting Debian's
+  # own kernel. Under an emulated CPU that VM is slow, and the harness
+  # stretches its waits (STYX_TEST_SLOW, set by vm.sh).
+  if kernel_has_esp; then
+    run_mocha kernel --config test/interop/mocharc.json 'dist/test/kernel/**/*.test.js'
+  else
+    styx_log "this kernel takes no ESP SA: the kernel data plane tests run in a VM (scripts/vm.sh)"
+    mocha_prefix=(bash scripts/vm.sh run --timeout 2400 --)
+    run_mocha kernel --config test/interop/mocharc.json --timeout 1800000 'dist/test/kernel/**/*.test.js'
+    mocha_prefix=()
+  fi
+  bash scripts/lib/netns.sh reap styxt >/dev/null 2>&1 || true
 fi
 
 for f in ${failures[@]+"${failures[@]}"}; do styx_log "failed step: $f"; done
