@@ -91,6 +91,13 @@ kver=$(cat /spec/kver)
 moddir=$(cat /spec/moddir)
 kmod=$(cat /spec/kmod)
 
+# Fresh /tmp and /run before the checkout is mounted: a checkout under /tmp
+# mounted first would be hidden by the tmpfs.
+mount -t tmpfs -o mode=1777 tmp /newroot/tmp
+# /var/run is a symlink to /run on Debian, so this covers both.
+mount -t tmpfs -o mode=0755 run /newroot/run
+mkdir -p /newroot/run/netns /newroot/run/lock /newroot/run/styx-vm
+
 # The checkout, read-write, at the path it has on the host, so the command's
 # outputs (dist/, logs) land on the host. No cache=loose here: the host is
 # the owner of these files and what the guest writes must reach it in order.
@@ -107,10 +114,6 @@ mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /newroot/dev/pts
 ln -sf pts/ptmx /newroot/dev/ptmx 2>/dev/null || true
 mount -t tmpfs -o mode=1777 shm /newroot/dev/shm
-mount -t tmpfs -o mode=1777 tmp /newroot/tmp
-# /var/run is a symlink to /run on Debian, so this covers both.
-mount -t tmpfs -o mode=0755 run /newroot/run
-mkdir -p /newroot/run/netns /newroot/run/lock /newroot/run/styx-vm
 
 # The whole module tree of the guest kernel, for modprobe in the command
 # and for the kernel's own on-demand loading (request_module runs
