@@ -23,13 +23,13 @@
  * the same ISAKMP cookies and the same live ESP SPIs (in/out swapped).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createTopology, dumpLogsOnFailure, pskSwanctlConf, requireInterop, startCharon, startStyxd, summarizeSa, waitFor,
   type CharonHandle, type ConfSection, type IkeSaInfo, type ParsedSa, type StyxdHandle, type Topology,
 } from './harness.js';
+import { assertNoLoss, startFlood } from './lib/flood.js';
 
 const PSK = 'styx IKEv1 rekey interop psk, not a secret';
 const STYX_CONN = 'peer';
@@ -159,36 +159,10 @@ const since = (text: string, mark: number): string => Buffer.from(text).subarray
 // ---------------------------------------------------------------------------
 // Traffic
 
-interface PingReport { what: string; transmitted: number; received: number; lost: number[]; seconds: number; tail: string }
-
-/** ping -D with a fixed count; every sequence number without a reply is reported. */
-function startPing(ns: string, from: string, to: string, requests: number, size = 56): Promise<PingReport> {
-  const what = `ping ${from} -> ${to}`;
-  const t0 = Date.now();
-  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', '0.05', '-s', String(size), '-c', String(requests), '-I', from, to], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  return new Promise((resolve) => {
-    proc.on('close', () => {
-      const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
-      const transmitted = m ? Number(m[1]) : 0;
-      const answered = new Set([...out.matchAll(/icmp_seq=(\d+)/g)].map((r) => Number(r[1])));
-      const lost: number[] = [];
-      for (let seq = 1; seq <= transmitted; seq++) if (!answered.has(seq)) lost.push(seq);
-      resolve({ what, transmitted, received: m ? Number(m[2]) : 0, lost, seconds: (Date.now() - t0) / 1000, tail: out.split('\n').slice(-4).join('\n') });
-    });
-  });
-}
-
 async function pingThroughRekeys(p: Peers, requests = PINGS, size = 56): Promise<void> {
   const { left, right } = p.t;
-  const reports = await Promise.all([startPing(left.ns, left.inner4, right.inner4, requests, size), startPing(right.ns, right.inner4, left.inner4, requests, size)]);
-  for (const r of reports) console.log(`      ${r.what}: ${r.transmitted} sent, ${r.received} answered in ${r.seconds.toFixed(0)} s`);
-  for (const r of reports) {
-    assert.ok(r.transmitted >= requests, `${r.what} did not run to the end:\n${r.tail}`);
-    assert.deepEqual(r.lost, [], `${r.what} lost icmp_seq ${r.lost.slice(0, 20).join(', ')}:\n${r.tail}`);
-  }
+  const o = { requests, intervalS: 0.05, size };
+  await assertNoLoss([startFlood(left.ns, left.inner4, right.inner4, o), startFlood(right.ns, right.inner4, left.inner4, o)]);
 }
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,6 @@
  * pings took.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -41,6 +40,7 @@ import {
   type CharonHandle, type ConfSection, type IkeSaInfo, type ParsedSa, type StyxdHandle, type Topology,
 } from './harness.js';
 import type { ParsedChildSa } from './lib/charon-log.js';
+import { assertNoLoss, startFlood, type Flood } from './lib/flood.js';
 
 const PSK = 'styx rekey interop psk, not a secret';
 const STYX_CONN = 'peer';
@@ -282,66 +282,10 @@ function rekeyCounts(styxLog: string, charonLog: string): RekeyCounts {
 // ---------------------------------------------------------------------------
 // Traffic
 
-interface PingReport {
-  what: string;
-  transmitted: number;
-  received: number;
-  /** Sequence numbers never answered, each with the time of the last reply before it. */
-  lost: { seq: number; after: string }[];
-  seconds: number;
-  tail: string;
-}
-
-interface Pinger { what: string; running(): boolean; done: Promise<PingReport> }
-
-/**
- * A ping that runs for a fixed number of requests and reports every request
- * that got no reply. `-D` timestamps each reply, so a loss can be placed
- * against the rekeys in the daemons' logs.
- */
-function startPing(ns: string, from: string, to: string, requests: number, size = 56): Pinger {
-  const what = `ping ${from} -> ${to}`;
-  const startedAt = Date.now();
-  const proc = spawn('ip', ['netns', 'exec', ns, 'ping', '-n', '-D', '-W', '2', '-i', String(PING_INTERVAL_S), '-s', String(size), '-c', String(requests), '-I', from, to],
-    { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  let exited = false;
-  const done = new Promise<PingReport>((resolve) => {
-    proc.on('close', () => {
-      exited = true;
-      const m = /(\d+) packets transmitted, (\d+) (?:packets )?received/.exec(out);
-      const transmitted = m ? Number(m[1]) : 0;
-      const replies = new Map<number, string>();
-      for (const r of out.matchAll(/^\[(\d+\.\d+)\] \d+ bytes from \S+ icmp_seq=(\d+)/gm)) replies.set(Number(r[2]), r[1]!);
-      const lost: { seq: number; after: string }[] = [];
-      let lastReply = '?';
-      for (let seq = 1; seq <= transmitted; seq++) {
-        const at = replies.get(seq);
-        if (at !== undefined) { lastReply = new Date(Number(at) * 1000).toISOString(); continue; }
-        lost.push({ seq, after: lastReply });
-      }
-      resolve({ what, transmitted, received: m ? Number(m[2]) : 0, lost, seconds: (Date.now() - startedAt) / 1000, tail: out.split('\n').slice(-4).join('\n') });
-    });
-  });
-  return { what, running: () => !exited, done };
-}
-
-function pingBothWays(p: Peers, requests: number, size?: number): Pinger[] {
+function pingBothWays(p: Peers, requests: number, size?: number): Flood[] {
   const { left, right } = p.t;
-  return [startPing(left.ns, left.inner4, right.inner4, requests, size), startPing(right.ns, right.inner4, left.inner4, requests, size)];
-}
-
-async function assertNoLoss(pingers: Pinger[]): Promise<PingReport[]> {
-  const reports = await Promise.all(pingers.map((x) => x.done));
-  for (const r of reports) console.log(`      ${r.what}: ${r.transmitted} sent, ${r.received} answered in ${r.seconds.toFixed(0)} s`);
-  for (const r of reports) {
-    assert.ok(r.transmitted > 0, `${r.what} did not run:\n${r.tail}`);
-    const lost = r.lost.slice(0, 20).map((l) => `icmp_seq=${l.seq} (last reply before it at ${l.after})`).join(', ');
-    assert.equal(r.received, r.transmitted, `${r.what}: ${r.transmitted - r.received} lost: ${lost}${r.lost.length > 20 ? ', ...' : ''}\n${r.tail}`);
-  }
-  return reports;
+  const o = { requests, intervalS: PING_INTERVAL_S, ...(size ? { size } : {}) };
+  return [startFlood(left.ns, left.inner4, right.inner4, o), startFlood(right.ns, right.inner4, left.inner4, o)];
 }
 
 /** Quick check that the tunnel carries traffic both ways. */
