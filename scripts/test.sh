@@ -76,25 +76,15 @@ if [ "${STYX_SKIP_INTEROP:-0}" != 1 ]; then
   fi
 fi
 
-# Whether this kernel takes an ESP SA (esp4 and the AEAD are there).
-kernel_has_esp() {
-  local ns=styxt-espprobe-$$ ok=1
-  ip netns add "$ns" 2>/dev/null || return 1
-  ip -n "$ns" xfrm state add src 192.0.2.1 dst 192.0.2.2 proto esp spi 0x100 mode tunnel \
-    aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128 2>/dev/null && ok=0
-  ip netns del "$ns" 2>/dev/null
-  return $ok
-}
-
 if [ "${STYX_SKIP_INTEROP:-0}" != 1 ] && [ "${STYX_SKIP_KERNEL:-0}" != 1 ] && [ "$(id -u)" = 0 ]; then
   # The XFRM data plane against strongSwan, both in the kernel. Container and
   # CI kernels often lack ESP; then the suite runs in a VM booting Debian's
   # own kernel. Under an emulated CPU that VM is slow, and the harness
   # stretches its waits (STYX_TEST_SLOW, set by vm.sh).
-  if kernel_has_esp; then
+  if esp_missing=$(bash scripts/lib/kernel-esp.sh 2>&1); then
     run_mocha kernel --config test/interop/mocharc.json 'dist/test/kernel/**/*.test.js'
   else
-    styx_log "this kernel takes no ESP SA: the kernel data plane tests run in a VM (scripts/vm.sh)"
+    styx_log "this kernel takes no ESP SA ($esp_missing): the kernel data plane tests run in a VM (scripts/vm.sh)"
     mocha_prefix=(bash scripts/vm.sh run --timeout 2400 --)
     run_mocha kernel --config test/interop/mocharc.json --timeout 1800000 'dist/test/kernel/**/*.test.js'
     mocha_prefix=()
