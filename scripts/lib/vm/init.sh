@@ -99,8 +99,10 @@ mount -t tmpfs -o mode=0755 run /newroot/run
 mkdir -p /newroot/run/netns /newroot/run/lock /newroot/run/styx-vm
 
 # The checkout, read-write, at the path it has on the host, so the command's
-# outputs (dist/, logs) land on the host. No cache=loose here: the host is
-# the owner of these files and what the guest writes must reach it in order.
+# outputs (dist/, logs) land on the host. cache=loose as for the root: the
+# host leaves the checkout alone while the VM runs, so nothing the guest
+# caches goes stale, and what it writes reaches the host at the latest with
+# the sync and unmount before power-off (below).
 mkdir -p "/newroot$share"
 mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144,cache=loose" styxshare "/newroot$share" \
   || fail "cannot mount the shared directory $share (9p tag styxshare)"

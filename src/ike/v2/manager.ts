@@ -144,9 +144,9 @@ export class IkeV2Manager implements V2Context {
   private scheduleChildLifetime(child: ChildSa): void {
     const cfg = child.config;
     child.timers.push(this.clock.setTimeout(() => {
+      // The IKE SA may have been rekeyed since: the rekey goes on whichever owns the CHILD_SA now.
       const owner = this.ownerOf(child);
-      if (child.state !== 'INSTALLED' || !owner || owner.state !== 'ESTABLISHED') return;
-      queueChildRekey(this, owner, child);
+      if (owner) queueChildRekey(this, owner, child);
     }, jittered(cfg.rekeyTime)));
     child.timers.push(this.clock.setTimeout(() => {
       const owner = this.ownerOf(child);
