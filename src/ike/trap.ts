@@ -40,9 +40,14 @@ export class TrapManager {
     const local = remote ? this.localAddress(remote) : undefined;
     if (!remote || !local) { this.log.warn(`${conn.name}/${child.name}: cannot trap traffic without a concrete remote address`); return; }
     const tag = `trap:${conn.name}/${child.name}`;
+    // A tunnel-mode trap names the peer as the tunnel's far end, as the tunnel's own policy will:
+    // the kernel's data plane routes the remote selector toward it (its route lookup comes before
+    // the policy lookup, so without a route nothing reaches the trap) and matches the acquire's
+    // larval state to the SA that the negotiation installs.
+    const tunnel = child.mode === 'tunnel' ? { src: local, dst: remote } : null;
     const policies: PolicyParams[] = [];
     for (const l of child.localTs) for (const r of child.remoteTs) {
-      policies.push({ direction: 'out', local: asSelector(fromConfig(l, local)), remote: asSelector(fromConfig(r, remote)), mode: child.mode, spi: 0, tunnel: null, tag });
+      policies.push({ direction: 'out', local: asSelector(fromConfig(l, local)), remote: asSelector(fromConfig(r, remote)), mode: child.mode, spi: 0, tunnel, tag });
     }
     for (const p of policies) await this.dp.addPolicy(p);
     this.traps.push({ conn: conn.name, child: child.name, policies });

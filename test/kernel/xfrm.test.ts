@@ -9,6 +9,7 @@
  * Blocks: raw ESP with AES-GCM (IKEv2, styx initiates); ESP in UDP forced
  * on both sides (RFC 3948 through styx's UDP_ENCAP socket) with
  * ChaCha20-Poly1305 (charon initiates); IKEv1 with AES-CBC/HMAC-SHA-256;
+ * start_action trap, negotiated when the kernel raises an acquire;
  * CHILD_SA rekeys under a ping flood, some from the kernel's soft byte
  * limit (XFRM expire events), with none lost. At the end of each block
  * styxd stops and leaves no SA or policy in its kernel.
@@ -56,6 +57,8 @@ interface Setup {
   esp: string;
   /** UDP encapsulation forced on both sides (RFC 7296 2.23 / RFC 3948 without a NAT). */
   encap: boolean;
+  /** styx's child start_action (default none: the test initiates). */
+  start?: 'none' | 'trap';
   /** Extra child keys for styx (indented eight spaces). */
   styxChild?: string;
   charonChild?: Record<string, string>;
@@ -81,7 +84,7 @@ connections:
         local_ts: [${left.innerNet4}]
         remote_ts: [${right.innerNet4}]
         esp_proposals: [${s.esp}]
-        start_action: none
+        start_action: ${s.start ?? 'none'}
 ${s.styxChild ?? ''}secrets:
   - ids: [${left.outer4}, ${right.outer4}]
     psk: "${PSK}"
@@ -251,6 +254,29 @@ describe('kernel data plane with strongSwan: IKEv1, AES-CBC with HMAC-SHA-256', 
     const r = await p.styx.styxRun(['initiate', STYX_CONN]);
     assert.equal(r.code, 0, `styx initiate: ${r.stderr}${r.stdout}`);
     await trafficThroughKernels(p, s);
+  });
+});
+
+describe('kernel data plane with strongSwan: start_action trap, negotiated on the kernel\'s acquire', function () {
+  const s: Setup = { tag: 'trap', version: 2, ike: 'aes128-sha256-x25519', esp: 'aes128gcm16', encap: false, start: 'trap' };
+  const p = usePeers(s);
+
+  it('nothing is negotiated until traffic; the first ping raises an XFRM acquire, styx initiates, and pings cross', async function () {
+    const { left, right } = p.t;
+    await p.styx.waitForLog(/trap installed for /);
+    assert.deepEqual(await p.styx.listJson(), []);
+    // RFC 4301 5.1.1: the trap is an outbound policy without an SA, reachable by a route toward the peer.
+    assert.match(await kernelPolicies(left.ns), /dir out /);
+    const route = (await run(['ip', 'route', 'show', right.innerNet4], { ns: left.ns })).stdout;
+    assert.match(route, /dev /, `no route for ${right.innerNet4} to reach the trap`);
+    // The packets that meet the trap before the SA is there are dropped; the ones after cross.
+    await ping(left.ns, right.inner4, { from: left.inner4, count: 5 });
+    await p.styx.waitForLog(/traffic matched the trap: initiating/);
+    await trafficThroughKernels(p, s);
+  });
+
+  it('styxd stopping removes its SAs, policies and routes from the kernel', async function () {
+    await nothingLeft(p);
   });
 });
 
