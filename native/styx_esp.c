@@ -24,9 +24,9 @@
  */
 /* sendmmsg and struct mmsghdr are GNU extensions in glibc's headers. */
 #define _GNU_SOURCE
-#define NAPI_VERSION 8
-#include <node_api.h>
-#include <uv.h>
+#define STYX_ADDON "styx_esp"
+#define STYX_ERR "ERR_STYX_ESP"
+#include "styx_napi.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -51,54 +51,12 @@
 #define NONCE 12
 #define SALT 4
 
-#define CHECK(call)                                                        \
-  do {                                                                     \
-    if ((call) != napi_ok) {                                               \
-      throw_last(env, #call);                                              \
-      return NULL;                                                         \
-    }                                                                      \
-  } while (0)
-
-static void throw_last(napi_env env, const char* what) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info* info = NULL;
-  napi_get_last_error_info(env, &info);
-  char msg[256];
-  snprintf(msg, sizeof msg, "styx_esp: %s failed: %s", what,
-           info && info->error_message ? info->error_message : "unknown N-API error");
-  napi_throw_error(env, "ERR_STYX_ESP_NAPI", msg);
-}
-
-/* The same shape as styx_tun's system errors (.code = errno name, .errno,
- * .syscall), so the TS side treats both addons' errors alike. */
-static void throw_errno(napi_env env, int err, const char* syscall, const char* detail) {
-  char msg[512];
-  const char* name = uv_err_name(-err);
-  snprintf(msg, sizeof msg, "%s%s%s: %s (%s)", syscall, detail ? " " : "", detail ? detail : "",
-           strerror(err), name);
-  napi_value m, code, e, sc, no;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
-  if (napi_create_error(env, code, m, &e) != napi_ok) return;
-  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc) == napi_ok)
-    napi_set_named_property(env, e, "syscall", sc);
-  if (napi_create_int32(env, -err, &no) == napi_ok) napi_set_named_property(env, e, "errno", no);
-  napi_throw(env, e);
-}
-
 /* Returns NULL so a callback can `return throw_range(...)`. */
 static napi_value throw_range(napi_env env, const char* msg) {
   napi_throw_range_error(env, "ERR_STYX_ESP_ARGS", msg);
   return NULL;
 }
 
-static napi_value undefined(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
 
 static napi_value boolean(napi_env env, bool b) {
   napi_value v;
@@ -106,15 +64,6 @@ static napi_value boolean(napi_env env, bool b) {
   return v;
 }
 
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
-  if (argc < want) {
-    napi_throw_type_error(env, "ERR_STYX_ESP_ARGS", "styx_esp: too few arguments");
-    return -1;
-  }
-  return 0;
-}
 
 /* ---- AEAD SAs ------------------------------------------------------------ */
 

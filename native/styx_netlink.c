@@ -6,9 +6,9 @@
  * Reading uses the TUN poller (pollStart), since a netlink datagram is one
  * read() like a TUN packet.
  */
-#define NAPI_VERSION 8
-#include <node_api.h>
-#include <uv.h>
+#define STYX_ADDON "styx_netlink"
+#define STYX_ERR "ERR_STYX_NETLINK"
+#include "styx_napi.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,27 +26,6 @@
 #define SOL_UDP 17
 #endif
 
-static void nl_throw_errno(napi_env env, int err, const char* syscall) {
-  char msg[256];
-  const char* name = uv_err_name(-err);
-  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, strerror(err), name);
-  napi_value m, code, e, no;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
-  if (napi_create_error(env, code, m, &e) != napi_ok) return;
-  if (napi_create_int32(env, -err, &no) == napi_ok) napi_set_named_property(env, e, "errno", no);
-  napi_throw(env, e);
-}
-
-static int nl_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) {
-    napi_throw_type_error(env, "ERR_STYX_NETLINK_ARGS", "styx_netlink: too few arguments");
-    return -1;
-  }
-  return 0;
-}
-
 static int nl_int(napi_env env, napi_value v, int32_t* out) {
   if (napi_get_value_int32(env, v, out) != napi_ok) {
     napi_throw_type_error(env, "ERR_STYX_NETLINK_ARGS", "styx_netlink: expected a number");
@@ -60,10 +39,10 @@ static int nl_int(napi_env env, napi_value v, int32_t* out) {
 static napi_value nl_open(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int32_t proto, groups;
-  if (nl_args(env, info, 2, argv) || nl_int(env, argv[0], &proto) || nl_int(env, argv[1], &groups)) return NULL;
+  if (get_args(env, info, 2, argv) || nl_int(env, argv[0], &proto) || nl_int(env, argv[1], &groups)) return NULL;
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, proto);
   if (fd < 0) {
-    nl_throw_errno(env, errno, "socket(AF_NETLINK)");
+    throw_errno(env, errno, "socket(AF_NETLINK)", NULL);
     return NULL;
   }
   /* Replies to large dumps and bursts of expire events should not overrun. */
@@ -76,7 +55,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
   if (bind(fd, (struct sockaddr*)&sa, sizeof sa) < 0) {
     int err = errno;
     close(fd);
-    nl_throw_errno(env, err, "bind(AF_NETLINK)");
+    throw_errno(env, err, "bind(AF_NETLINK)", NULL);
     return NULL;
   }
   napi_value r;
@@ -88,7 +67,7 @@ static napi_value nl_open(napi_env env, napi_callback_info info) {
 static napi_value nl_send(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   int32_t fd;
-  if (nl_args(env, info, 2, argv) || nl_int(env, argv[0], &fd)) return NULL;
+  if (get_args(env, info, 2, argv) || nl_int(env, argv[0], &fd)) return NULL;
   void* data = NULL;
   size_t len = 0;
   if (napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok) {
@@ -102,7 +81,7 @@ static napi_value nl_send(napi_env env, napi_callback_info info) {
     ssize_t n = sendto(fd, data, len, 0, (struct sockaddr*)&to, sizeof to);
     if (n >= 0) break;
     if (errno == EINTR) continue;
-    nl_throw_errno(env, errno, "sendto(AF_NETLINK)");
+    throw_errno(env, errno, "sendto(AF_NETLINK)", NULL);
     return NULL;
   }
   napi_value u;
@@ -134,7 +113,7 @@ static int bypass(int fd, int family) {
 static napi_value nl_ike_socket(napi_env env, napi_callback_info info) {
   napi_value argv[4];
   int32_t family, port;
-  if (nl_args(env, info, 4, argv) || nl_int(env, argv[0], &family) || nl_int(env, argv[2], &port)) return NULL;
+  if (get_args(env, info, 4, argv) || nl_int(env, argv[0], &family) || nl_int(env, argv[2], &port)) return NULL;
   char addr[64];
   size_t alen = 0;
   if (napi_get_value_string_utf8(env, argv[1], addr, sizeof addr, &alen) != napi_ok) {
@@ -162,7 +141,7 @@ static napi_value nl_ike_socket(napi_env env, napi_callback_info info) {
   }
   int fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
-    nl_throw_errno(env, errno, "socket(udp)");
+    throw_errno(env, errno, "socket(udp)", NULL);
     return NULL;
   }
   int one = 1, encap = UDP_ENCAP_ESPINUDP;
@@ -174,7 +153,7 @@ static napi_value nl_ike_socket(napi_env env, napi_callback_info info) {
   if (what) {
     int err = errno;
     close(fd);
-    nl_throw_errno(env, err, what);
+    throw_errno(env, err, what, NULL);
     return NULL;
   }
   napi_value r;

@@ -7,12 +7,10 @@
  * batch. Threadpool reads (fs.read) on a TUN fd were measured an order of
  * magnitude slower and keep process.exit() waiting while a read blocks.
  *
- * Plain N-API (node_api.h) plus libuv from Node's own headers, so node-gyp
- * builds it offline against the installed Node.
  */
-#define NAPI_VERSION 8
-#include <node_api.h>
-#include <uv.h>
+#define STYX_ADDON "styx_tun"
+#define STYX_ERR "ERR_STYX_TUN"
+#include "styx_napi.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,62 +25,6 @@
 #include <unistd.h>
 
 #define TUN_PATH "/dev/net/tun"
-
-/* Bails out of a napi_callback when an N-API call fails; a JS exception is
- * already pending in that case (or the engine is shutting down). */
-#define CHECK(call)                                                        \
-  do {                                                                     \
-    if ((call) != napi_ok) {                                               \
-      throw_last(env, #call);                                              \
-      return NULL;                                                         \
-    }                                                                      \
-  } while (0)
-
-static void throw_last(napi_env env, const char* what) {
-  bool pending = false;
-  napi_is_exception_pending(env, &pending);
-  if (pending) return;
-  const napi_extended_error_info* info = NULL;
-  napi_get_last_error_info(env, &info);
-  char msg[256];
-  snprintf(msg, sizeof msg, "styx_tun: %s failed: %s", what,
-           info && info->error_message ? info->error_message : "unknown N-API error");
-  napi_throw_error(env, "ERR_STYX_TUN_NAPI", msg);
-}
-
-/* Throws an Error whose .code is the errno name (ENOENT, EPERM, ...) and whose
- * .syscall and .errno mirror Node's own system errors, so the TS side can
- * turn the common cases into advice. */
-static void throw_errno(napi_env env, int err, const char* syscall, const char* detail) {
-  char msg[512];
-  const char* name = uv_err_name(-err);
-  snprintf(msg, sizeof msg, "%s%s%s: %s (%s)", syscall, detail ? " " : "", detail ? detail : "",
-           strerror(err), name);
-  napi_value m, code, e, sc, no;
-  if (napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m) != napi_ok) return;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code) != napi_ok) return;
-  if (napi_create_error(env, code, m, &e) != napi_ok) return;
-  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc) == napi_ok)
-    napi_set_named_property(env, e, "syscall", sc);
-  if (napi_create_int32(env, -err, &no) == napi_ok) napi_set_named_property(env, e, "errno", no);
-  napi_throw(env, e);
-}
-
-static napi_value undefined(napi_env env) {
-  napi_value u;
-  napi_get_undefined(env, &u);
-  return u;
-}
-
-static int get_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv) {
-  size_t argc = want;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return -1;
-  if (argc < want) {
-    napi_throw_type_error(env, "ERR_STYX_TUN_ARGS", "styx_tun: too few arguments");
-    return -1;
-  }
-  return 0;
-}
 
 static int get_ifname(napi_env env, napi_value v, char out[IFNAMSIZ]) {
   size_t len = 0;
