@@ -14,6 +14,7 @@
  * the certificates in MM5/MM6 can be the ones asked for.
  */
 import { createV1KeyExchange } from '../../crypto/ikev1/index.js';
+import type { ConnectionConfig } from '../../config/model.js';
 import type { Endpoint } from '../../dataplane/api.js';
 import { StyxError } from '../../util/errors.js';
 import {
@@ -30,7 +31,7 @@ import {
   applyPeerLifetime, candidates, connectionPsk, derivePhase1, detectNat, established, findPsk, floatToNatT,
   hashI, hashMatches, hashR, initialContact, natPayloads, ourIdPayload, ourVendorIds, readVendorIds, responderLifetime,
 } from './phase1.js';
-import { acceptPhase1Reply, describePhase1, phase1SaPayload, selectPhase1 } from './proposals.js';
+import { acceptPhase1Reply, describePhase1, phase1Acceptable, phase1SaPayload, selectPhase1 } from './proposals.js';
 import { certReqPayloads, isSigMethod, methodText, noteCertReqs, phase1Offer, refuseIdentity, refusePeer, signLocal, tellPeerFailed, verifyPeer } from './sig.js';
 
 const MM = V1ExchangeType.IDENTITY_PROTECTION;
@@ -244,6 +245,7 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
         if (!hash) { drop('no HASH_I where PSK was negotiated'); return; }
         if (!hashMatches(hashI(sa, idBody(id)), hash.data)) { await phase1AuthFailed(ctx, sa, 'MM5', 'HASH_I differs'); return; }
       }
+      if (sig && !identityMatches(sa.conn.remote.id, rid)) switchConnection(ctx, sa, rid);
       if (!identityMatches(sa.conn.remote.id, rid)) {
         if (sig) { await refuseIdentity(ctx, sa, rid, 'MM5', ciphertext); return; }
         ctx.counters.authFailures++;
@@ -316,6 +318,27 @@ export async function handleMainMode(ctx: V1Context, sa: IkeSaV1, msg: IsakmpMes
     default:
       drop('unexpected');
   }
+}
+
+/**
+ * RFC 2409 5: a Main Mode responder picks its connection at MM1 from the
+ * addresses and the offered transform, and learns who the initiator is only
+ * from MM5. With signatures nothing negotiated so far depends on that
+ * choice beyond the transform (the CRs of MM4 aside, which a peer may use to
+ * pick its certificate), so another connection for these addresses whose
+ * remote identity is the initiator's takes over, if it accepts the transform
+ * already agreed. With a pre-shared key the key itself, chosen at MM3 by
+ * address, already decided, so the connection stays.
+ */
+function switchConnection(ctx: V1Context, sa: IkeSaV1, rid: Identity): void {
+  const accepts = (c: ConnectionConfig): boolean => {
+    try { return phase1Acceptable(phase1Offer(c, c.lifetime), sa.attrs!); } catch (e) { if (e instanceof StyxError) return false; throw e; }
+  };
+  const next = candidates(ctx, sa.local, sa.remote).find((c) => c !== sa.conn && identityMatches(c.remote.id, rid) && accepts(c));
+  if (!next) return;
+  ctx.log.info(`${sa.tag}: peer identity '${identityText(rid)}' belongs to connection ${next.name}, not ${sa.conn.name}: switching to it`);
+  sa.conn = next;
+  sa.lifetime = Math.min(sa.lifetime, next.lifetime);
 }
 
 function ourIdPayloadIdentity(sa: IkeSaV1): Identity {

@@ -76,7 +76,7 @@ export function phase1SaPayload(transforms: Phase1Attributes[]): V1SaPayload {
 }
 
 /** Whether our configuration accepts a phase 1 transform (its lifetime aside: that is negotiated, not matched). */
-function phase1Acceptable(ours: Phase1Attributes[], a: Phase1Attributes): boolean {
+export function phase1Acceptable(ours: Phase1Attributes[], a: Phase1Attributes): boolean {
   return ours.some((o) => o.encryption === a.encryption && o.keyLength === a.keyLength && o.hash === a.hash && o.group === a.group && o.authMethod === a.authMethod);
 }
 

@@ -209,6 +209,46 @@ describe('ike/v1 certificate authentication between two in-process peers', funct
     }
   }
 
+  it('Main Mode responder with two connections for the same addresses: the initiator\'s MM5 identity moves the SA to the one that names it', async () => {
+    // The right side's first connection (picked at MM1: same addresses, same transform) expects venus;
+    // sun's identity arrives in MM5 and belongs to the second, whose child the Quick Mode then uses.
+    const conn = (name: string, remoteId: string, net: string): string => `
+  ${name}:
+    version: 1
+    local_addrs: [${RIGHT.address}]
+    remote_addrs: [${LEFT.address}]
+    proposals: [aes128-sha256-modp2048]
+    local: ${localSide('sun')}
+    remote: ${remoteSide(remoteId)}
+    children:
+      ${name}-net:
+        local_ts: [${net}]
+        remote_ts: [10.1.0.0/24]
+        esp_proposals: [aes128-sha256]
+`;
+    const right = `
+daemon:
+  listen: [${RIGHT.address}]
+connections:${conn('venus-only', DN('venus'), '10.3.0.0/24')}${conn('sun-group', DN('sun'), '10.2.0.0/24')}`;
+    const p = new V1Peers(config('left', { local: localSide('sun'), remote: remoteSide() }, false), right);
+    await establish(p);
+    assertUp(p);
+    const r = p.right.sas[0]!;
+    assert.equal(r.conn.name, 'sun-group');
+    assert.equal(r.children[0]!.config.name, 'sun-group-net');
+    assert.ok(p.lines.some((x) => /venus-only\[\d+\] .*-> MAIN_R1/.test(x)), p.dump());
+    assert.ok(p.lines.some((x) => x.includes(`peer identity '${DN('sun')}' belongs to connection sun-group, not venus-only: switching to it`)), p.dump());
+  });
+
+  it('Main Mode responder: no connection names the initiator\'s identity, so the one picked at MM1 refuses it', async () => {
+    const p = peers({ local: localSide('sun'), remote: remoteSide() }, { local: localSide('sun'), remote: remoteSide(DN('venus')) });
+    const up = p.left.initiateAndWait('demo', 60_000);
+    up.catch(() => undefined);
+    await until(p, 'both sides to drop their SAs', () => p.left.sas.length === 0 && p.right.sas.length === 0);
+    await assert.rejects(up);
+    assert.ok(!p.lines.some((x) => x.includes('switching to it')), p.dump());
+  });
+
   for (const [mode, badSide] of [['Main', 'left'], ['Main', 'right'], ['Aggressive', 'left'], ['Aggressive', 'right']] as const) {
     const what = mode === 'Main' ? badSide === 'left' ? 'MM5' : 'MM6' : 'AM2';
     it(`${mode} Mode: a peer whose ID is not the configured one is refused in ${what} before its certificate is looked at`, async () => {
