@@ -31,6 +31,8 @@ commands:
   initiate NAME [--timeout T]   bring connection NAME up and wait until it is
                                 established (T: seconds or e.g. 1m; default 30s)
   terminate NAME                tear down the SAs of connection NAME
+  rekey NAME[/CHILD]            rekey the IKE SAs of connection NAME now, or
+                                with /CHILD its CHILD SAs of that name
   reload                        re-read the configuration file
   log SUBSYSTEM LEVEL           change a log level while running
                                 SUBSYSTEM: default ${SUBSYSTEMS.join(' ')}
@@ -141,6 +143,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'terminate': {
         expectArgs(words, 1, 'terminate NAME');
         const r = await controlRequest(socket, 'terminate', { name: words[1]! }, COMMAND_TIMEOUT_MS);
+        show(r, r);
+        break;
+      }
+      case 'rekey': {
+        expectArgs(words, 1, 'rekey NAME[/CHILD]');
+        const r = await controlRequest(socket, 'rekey', { name: words[1]! }, COMMAND_TIMEOUT_MS);
         show(r, r);
         break;
       }

@@ -5,7 +5,7 @@
  * back in any order.
  */
 
-export const COMMANDS = ['list', 'list-conns', 'list-certs', 'initiate', 'terminate', 'reload', 'log-level', 'stats'] as const;
+export const COMMANDS = ['list', 'list-conns', 'list-certs', 'initiate', 'terminate', 'rekey', 'reload', 'log-level', 'stats'] as const;
 export type Command = (typeof COMMANDS)[number];
 
 /** The arguments each command takes. */
@@ -15,6 +15,8 @@ export interface CommandArgs {
   'list-certs': Record<string, never>;
   'initiate': { name: string; timeoutMs?: number };
   'terminate': { name: string };
+  /** A connection (its IKE SAs) or connection/child (its CHILD_SAs). */
+  'rekey': { name: string };
   'reload': Record<string, never>;
   'log-level': { subsystem: string; level: string };
   'stats': Record<string, never>;
@@ -27,6 +29,7 @@ export interface CommandResults {
   'list-certs': CertListInfo;
   'initiate': string;
   'terminate': string;
+  'rekey': string;
   'reload': string;
   'log-level': string;
   'stats': Record<string, number>;
@@ -135,6 +138,8 @@ export interface ControlHandler {
   /** Resolves when the IKE SA and its CHILD_SAs are up (message says so) or rejects with the reason. */
   initiate(name: string, timeoutMs: number): Promise<string>;
   terminate(name: string): Promise<string>;
+  /** Starts a rekey of what `name` names now; says how many SAs, or rejects when none is up. */
+  rekey(name: string): Promise<string>;
   reload(): Promise<string>;
   setLogLevel(subsystem: string, level: string): Promise<string>;
   /** Counters, e.g. malformed packets dropped. */
@@ -191,9 +196,10 @@ export function parseRequest(line: string): ParsedRequest {
       }
       return { ok: true, request: { id, cmd, args: t === undefined ? { name } : { name, timeoutMs: t } } };
     }
-    case 'terminate': {
+    case 'terminate':
+    case 'rekey': {
       const name = str('name');
-      if (name === null) return { ok: false, id, error: 'terminate needs args.name' };
+      if (name === null) return { ok: false, id, error: `${cmd} needs args.name` };
       return { ok: true, request: { id, cmd, args: { name } } };
     }
     case 'log-level': {

@@ -86,6 +86,7 @@ async function dispatch(handler: ControlHandler, req: ControlRequest): Promise<u
       return handler.initiate(a.name, a.timeoutMs ?? DEFAULT_INITIATE_TIMEOUT_MS);
     }
     case 'terminate': return handler.terminate(req.args!.name);
+    case 'rekey': return handler.rekey(req.args!.name);
     case 'reload': return handler.reload();
     case 'log-level': return handler.setLogLevel(req.args!.subsystem, req.args!.level);
     case 'stats': return handler.stats();

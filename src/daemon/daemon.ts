@@ -211,7 +211,7 @@ export class Daemon implements ControlHandler {
   }
 
   /** IKEv1 and IKEv2 connections are run by their own managers. */
-  private managerFor(version: 1 | 2): { initiateAndWait(name: string, timeoutMs: number): Promise<{ tag: string; children: { config: { name: string }; uniqueId: number; spiIn: number; spiOut: number }[] }>; terminate(name: string): Promise<number> } {
+  private managerFor(version: 1 | 2): { initiateAndWait(name: string, timeoutMs: number): Promise<{ tag: string; children: { config: { name: string }; uniqueId: number; spiIn: number; spiOut: number }[] }>; terminate(name: string): Promise<number>; rekey(name: string, child?: string): number } {
     return version === 1 ? this.v1 : this.manager;
   }
 
@@ -231,6 +231,18 @@ export class Daemon implements ControlHandler {
     await this.traps.remove(name);
     const n = await this.managerFor(this.connByName(name).version).terminate(name);
     return n ? `deleted ${n} IKE SA(s) of ${name}` : `no IKE SA of ${name} is up`;
+  }
+
+  /** `styx rekey NAME` renews the IKE SAs of a connection, `NAME/CHILD` its CHILD_SAs of that name. */
+  async rekey(target: string): Promise<string> {
+    const [name, child, extra] = target.split('/');
+    const conn = this.connByName(target);
+    if (extra !== undefined || child === '') throw new Error(`'${target}' is neither a connection nor connection/child`);
+    if (child !== undefined && !conn.children.some((c) => c.name === child)) throw new Error(`connection '${name}' has no child '${child}'`);
+    const n = this.managerFor(conn.version).rekey(conn.name, child);
+    const what = child === undefined ? (conn.version === 1 ? 'ISAKMP SA' : 'IKE SA') : 'CHILD_SA';
+    if (n === 0) throw new Error(`no established ${what} of ${target} to rekey`);
+    return `rekeying ${n} ${what}(s) of ${target}; \`styx list\` shows the new SPIs once done`;
   }
 
   async reload(): Promise<string> {

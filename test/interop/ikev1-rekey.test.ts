@@ -221,7 +221,7 @@ describe('IKEv1 rekeying with strongSwan under traffic: charon starts every reke
 const VOLUME: Times = { ...LONG, rekeyBytes: 150_000, lifeBytes: 300_000 };
 const VOLUME_PINGS = Number(process.env.STYX_V1_VOLUME_PINGS ?? 700);
 
-describe('IKEv1 rekeying with strongSwan under traffic: styx renews pairs at their volume limit', function () {
+describe('IKEv1 rekeying with strongSwan under traffic: styx renews pairs at their volume limit, and on request', function () {
   const p = usePeers('v1rkvol', VOLUME, LONG);
 
   it('>= 3 Quick Mode rekeys started by the soft byte limit lose no ping; afterwards both list the same SPIs', async function () {
@@ -240,5 +240,29 @@ describe('IKEv1 rekeying with strongSwan under traffic: styx renews pairs at the
     assert.equal(count(log, /peer deleted unknown IPsec SA|failed/), 0, 'unexpected failures in the styx log');
     const now = await bothAgree(p);
     assert.notEqual(now.sa.children[0]!.spiIn, first.sa.children[0]!.spiIn);
+  });
+
+  it('`styx rekey peer/net` renews the pair by Quick Mode and `styx rekey peer` the ISAKMP SA by Main Mode now, charon agreeing, no ping lost', async function () {
+    const { left, right } = p.t;
+    const before = await bothAgree(p);
+    const o = { requests: 300, intervalS: 0.05 };
+    const floods = [startFlood(left.ns, left.inner4, right.inner4, o), startFlood(right.ns, right.inner4, left.inner4, o)];
+    const pair = await p.styx.styxRun(['rekey', `${STYX_CONN}/${CHILD}`]);
+    assert.equal(pair.code, 0, `styx rekey: ${pair.stderr}${pair.stdout}`);
+    const afterPair = await waitFor('a new pair that both list', 20_000, async () => {
+      const a = await bothAgree(p);
+      return a.sa.children[0]!.spiIn !== before.sa.children[0]!.spiIn ? a : undefined;
+    }, 250);
+    const isakmp = await p.styx.styxRun(['rekey', STYX_CONN]);
+    assert.equal(isakmp.code, 0, `styx rekey: ${isakmp.stderr}${isakmp.stdout}`);
+    assert.match(isakmp.stdout, /rekeying 1 ISAKMP SA\(s\) of peer/);
+    const afterIsakmp = await waitFor('a new ISAKMP SA that both list', 30_000, async () => {
+      const a = await bothAgree(p);
+      return a.sa.spiI !== before.sa.spiI ? a : undefined;
+    }, 250);
+    // The pair moved to the new ISAKMP SA unchanged.
+    assert.equal(afterIsakmp.sa.children[0]!.spiIn, afterPair.sa.children[0]!.spiIn);
+    assert.ok(floods.every((x) => x.running()), 'the pings ended before both rekeys were done; they prove nothing about them');
+    await assertNoLoss(floods);
   });
 });

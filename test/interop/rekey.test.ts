@@ -381,7 +381,7 @@ describe('rekeying with strongSwan under traffic: styx has the shorter lifetimes
   });
 });
 
-describe('rekeying with strongSwan under traffic: styx renews CHILD_SAs at their volume limit', function () {
+describe('rekeying with strongSwan under traffic: styx renews CHILD_SAs at their volume limit, and on request', function () {
   // Times far off on both sides; 1200-byte pings both ways put ~180 kB/s on each SA, so styx's
   // rekey_bytes of 1 MB is crossed every few seconds and the data plane's soft expiry starts each rekey.
   const p = usePeers({
@@ -408,6 +408,32 @@ describe('rekeying with strongSwan under traffic: styx renews CHILD_SAs at their
     assert.doesNotMatch(styxLog, /hard volume limit/, 'a CHILD_SA reached life_bytes before it was renewed');
     const now = await bothAgree(p);
     assert.notEqual(now.sa.children[0]!.spiIn, first.sa.children[0]!.spiIn);
+  });
+
+  it('`styx rekey peer/net` renews the CHILD_SA and `styx rekey peer` the IKE SA now, with charon agreeing and no ping lost', async function () {
+    const before = await bothAgree(p);
+    const pingers = pingBothWays(p, 1000);
+    const child = await p.styx.styxRun(['rekey', `${STYX_CONN}/${CHILD}`]);
+    assert.equal(child.code, 0, `styx rekey: ${child.stderr}${child.stdout}`);
+    assert.match(child.stdout, /rekeying 1 CHILD_SA\(s\) of peer\/net/);
+    const afterChild = await waitFor('a new CHILD_SA that both list', 20_000, async () => {
+      const a = await bothAgree(p);
+      return a.sa.children[0]!.spiIn !== before.sa.children[0]!.spiIn ? a : undefined;
+    }, 250);
+    assert.equal(afterChild.sa.spiI, before.sa.spiI);
+    const ike = await p.styx.styxRun(['rekey', STYX_CONN]);
+    assert.equal(ike.code, 0, `styx rekey: ${ike.stderr}${ike.stdout}`);
+    const afterIke = await waitFor('a new IKE SA that both list', 20_000, async () => {
+      const a = await bothAgree(p);
+      return a.sa.spiI !== before.sa.spiI ? a : undefined;
+    }, 250);
+    // 1.3.2: the CHILD_SA moved to the new IKE SA unchanged.
+    assert.equal(afterIke.sa.children[0]!.spiIn, afterChild.sa.children[0]!.spiIn);
+    assert.ok(pingers.every((x) => x.running()), 'the pings ended before both rekeys were done; they prove nothing about them');
+    await assertNoLoss(pingers);
+    const bad = await p.styx.styxRun(['rekey', `${STYX_CONN}/nosuchchild`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /connection 'peer' has no child 'nosuchchild'/);
   });
 });
 

@@ -350,6 +350,30 @@ export class IkeV1Manager implements V1Context, V1RekeyHost {
     });
   }
 
+  /**
+   * Renews now what `styx rekey` names: the established ISAKMP SAs of a
+   * connection with a new phase 1 (RFC 2409 5), or with `child` its installed
+   * IPsec SA pairs of that name with a Quick Mode each (5.5), exactly as their
+   * lifetime timers would. Returns how many it started.
+   */
+  rekey(name: string, child?: string): number {
+    let n = 0;
+    for (const sa of this.sas.filter((s) => s.conn.name === name && s.state === 'ESTABLISHED')) {
+      if (child === undefined) {
+        this.log.info(`${sa.tag}: starting a new phase 1 as the user asked`);
+        void sa.enqueue(() => rekeyIsakmp(this, sa));
+        n++;
+        continue;
+      }
+      for (const c of sa.children.filter((x) => x.config.name === child && x.state === 'INSTALLED' && !rekeyUnderWay(sa, x))) {
+        this.log.info(`${sa.tag}: renewing CHILD_SA ${c.config.name}{${c.uniqueId}} as the user asked`);
+        void sa.enqueue(() => initiateQuick(this, sa, c.config, c));
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Deletes every ISAKMP SA of a connection, telling the peer (RFC 2408 3.15). */
   async terminate(name: string): Promise<number> {
     const list = this.sas.filter((s) => s.conn.name === name);

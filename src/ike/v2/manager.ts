@@ -336,6 +336,30 @@ export class IkeV2Manager implements V2Context {
     });
   }
 
+  /**
+   * Rekeys now what `styx rekey` names: the established IKE SAs of a
+   * connection (1.3.2), or with `child` its installed CHILD_SAs of that name
+   * (1.3.3), exactly as their rekey timers would. Returns how many it started.
+   */
+  rekey(name: string, child?: string): number {
+    let n = 0;
+    for (const sa of this.sas.filter((s) => s.conn.name === name && s.state === 'ESTABLISHED')) {
+      if (child === undefined) {
+        if (sa.rekeyingIke) continue;
+        this.log.info(`${sa.tag}: rekeying the IKE SA as the user asked`);
+        void sa.enqueue(async () => initiateIkeRekey(this, sa));
+        n++;
+        continue;
+      }
+      for (const c of sa.children.filter((x) => x.config.name === child && x.state === 'INSTALLED')) {
+        this.log.info(`${sa.tag}: rekeying CHILD_SA ${c.config.name}{${c.uniqueId}} as the user asked`);
+        queueChildRekey(this, sa, c);
+        n++;
+      }
+    }
+    return n;
+  }
+
   /** Deletes every IKE SA of a connection (1.4.1). */
   async terminate(name: string): Promise<number> {
     this.restarts.get(name)?.cancel();

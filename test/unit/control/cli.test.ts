@@ -63,11 +63,14 @@ describe('control/cli (styx)', () => {
     assert.equal(init.out, "connection 'office' established\n");
     assert.equal((await styx(['initiate', 'office'])).code, EXIT_OK);
     assert.equal((await styx(['terminate', 'office'])).code, EXIT_OK);
+    const rk = await styx(['rekey', 'office/net']);
+    assert.equal(rk.code, EXIT_OK);
+    assert.equal(rk.out, 'rekeying 1 IKE SA(s) of office/net\n');
     assert.equal((await styx(['reload'])).code, EXIT_OK);
     assert.equal((await styx(['log', 'ike', 'debug'])).code, EXIT_OK);
     assert.deepEqual(handler.calls, [
       ['listConns'], ['initiate', 'office', 60000], ['initiate', 'office', 30000], ['terminate', 'office'],
-      ['reload'], ['setLogLevel', 'ike', 'debug'],
+      ['rekey', 'office/net'], ['reload'], ['setLogLevel', 'ike', 'debug'],
     ]);
   });
 
@@ -88,7 +91,7 @@ describe('control/cli (styx)', () => {
   it('exits 2 on usage errors without contacting the daemon', async () => {
     const cases = [[], ['frobnicate'], ['initiate'], ['initiate', 'a', 'b'], ['list', 'extra'], ['log', 'ike'],
       ['log', 'iek', 'debug'], ['log', 'ike', 'loud'], ['--bogus', 'list'], ['--socket'], ['list', '--timeout', '5'],
-      ['initiate', 'office', '--timeout', 'soon']];
+      ['initiate', 'office', '--timeout', 'soon'], ['rekey'], ['rekey', 'a', 'b']];
     for (const args of cases) {
       const r = await styx(args);
       assert.equal(r.code, EXIT_USAGE, `styx ${args.join(' ')}: ${r.err}`);

@@ -50,6 +50,11 @@ export class FakeHandler implements ControlHandler {
     if (name === 'broken') throw new Error(`no SAs for '${name}'`);
     return `connection '${name}' terminated`;
   }
+  async rekey(name: string): Promise<string> {
+    this.calls.push(['rekey', name]);
+    if (name.startsWith('broken')) throw new Error(`no established IKE SA of ${name} to rekey`);
+    return `rekeying 1 IKE SA(s) of ${name}`;
+  }
   async reload(): Promise<string> { this.calls.push(['reload']); return 'configuration reloaded: 1 connection'; }
   async setLogLevel(subsystem: string, level: string): Promise<string> {
     this.calls.push(['setLogLevel', subsystem, level]);

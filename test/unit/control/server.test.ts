@@ -75,12 +75,13 @@ describe('control/server and client', () => {
     assert.equal(await controlRequest(path, 'initiate', { name: 'office', timeoutMs: 1234 }, 2000), "connection 'office' established");
     assert.equal(await controlRequest(path, 'initiate', { name: 'other' }, 2000), "connection 'other' established");
     assert.equal(await controlRequest(path, 'terminate', { name: 'office' }, 2000), "connection 'office' terminated");
+    assert.equal(await controlRequest(path, 'rekey', { name: 'office' }, 2000), 'rekeying 1 IKE SA(s) of office');
     assert.equal(await controlRequest(path, 'reload', {}, 2000), 'configuration reloaded: 1 connection');
     assert.equal(await controlRequest(path, 'log-level', { subsystem: 'ike', level: 'debug' }, 2000), 'ike log level is now debug');
     assert.deepEqual(await controlRequest(path, 'stats', {}, 2000), { malformedDropped: 7, ikeSas: 1 });
     assert.deepEqual(handler.calls, [
       ['list'], ['listConns'], ['initiate', 'office', 1234], ['initiate', 'other', 30000], ['terminate', 'office'],
-      ['reload'], ['setLogLevel', 'ike', 'debug'], ['stats'],
+      ['rekey', 'office'], ['reload'], ['setLogLevel', 'ike', 'debug'], ['stats'],
     ]);
   });
 
@@ -88,6 +89,7 @@ describe('control/server and client', () => {
     await assert.rejects(controlRequest(path, 'initiate', { name: 'broken' }, 2000),
       (e: unknown) => e instanceof ControlCommandError && e.message === "connection 'broken': peer did not answer");
     await assert.rejects(controlRequest(path, 'terminate', { name: 'broken' }, 2000), /no SAs for 'broken'/);
+    await assert.rejects(controlRequest(path, 'rekey', { name: 'broken' }, 2000), /no established IKE SA of broken to rekey/);
     assert.deepEqual(await controlRequest(path, 'stats', {}, 2000), { malformedDropped: 7, ikeSas: 1 }, 'still serving');
   });
 

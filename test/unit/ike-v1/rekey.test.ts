@@ -52,6 +52,28 @@ describe('ike/v1 phase 1 rekey and moving peers', function () {
     assert.equal(p.left.counters.ikeEstablished, 2);
   });
 
+  it('renews on request (`styx rekey`): the pair of a child name by Quick Mode, then the ISAKMP SA by a new Main Mode; nothing up, nothing started', async function () {
+    const p = new V1Peers(v1Config('left', { extra: IKE_LONG }), v1Config('right', { extra: IKE_LONG }));
+    await p.establish();
+    const first = onePairNoLeak(p);
+    const pair = first.l.children[0]!;
+    assert.equal(p.left.rekey('demo', 'nosuchchild'), 0);
+    assert.equal(p.left.rekey('other'), 0);
+    assert.equal(p.left.rekey('demo', 'net'), 1);
+    await p.advance(5_000, 500);
+    const second = onePairNoLeak(p);
+    assert.equal(second.l, first.l);
+    assert.notEqual(second.l.children[0]!.spiIn, pair.spiIn);
+    // The responder of the first Main Mode asks for the new phase 1; the pair moves to it.
+    const spis = [second.l.children[0]!.spiIn, second.l.children[0]!.spiOut];
+    assert.equal(p.right.rekey('demo'), 1);
+    await p.advance(5_000, 500);
+    const third = onePairNoLeak(p);
+    assert.notEqual(third.l, first.l);
+    assert.equal(first.l.state, 'DESTROYED');
+    assert.deepEqual([third.l.children[0]!.spiIn, third.l.children[0]!.spiOut], spis);
+  });
+
   it('Quick Mode rekeys keep working across phase 1 rekeys started by the responder side, which honours its own shorter lifetime', async function () {
     const child = '        rekey_time: 100s\n        lifetime: 130s\n';
     // The right (the responder) has the short ISAKMP times and says so with RESPONDER-LIFETIME.

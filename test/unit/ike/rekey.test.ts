@@ -175,6 +175,30 @@ describe('ike/v2 CREATE_CHILD_SA: rekeying and collisions', () => {
     assertOnePair(p);
   });
 
+  it('rekeys on request (`styx rekey`): the CHILD_SAs of a child name, then the IKE SA; a name with nothing up starts nothing', async () => {
+    const p = new TwoPeers(peerConfig('left', LONG), peerConfig('right', LONG));
+    await up(p);
+    const old = p.left.sas[0]!, child = old.children[0]!;
+    assert.equal(p.left.rekey('demo', 'nosuchchild'), 0);
+    assert.equal(p.left.rekey('other'), 0);
+    assert.equal(p.left.rekey('demo', child.config.name), 1);
+    await p.settle();
+    await p.advance(3_000);
+    assertOnePair(p);
+    const fresh = p.left.sas[0]!.children[0]!;
+    assert.notEqual(fresh, child);
+    assert.equal(child.state, 'DELETED');
+    // The right side asks for the IKE SA: the responder of the first exchange can rekey it too (1.3.2).
+    assert.equal(p.right.rekey('demo'), 1);
+    await p.settle();
+    await p.advance(3_000);
+    assertOnePair(p);
+    const next = p.left.sas.find((s) => s.state === 'ESTABLISHED')!;
+    assert.notEqual(next, old);
+    assert.equal(old.state, 'DESTROYED');
+    assert.equal(next.children[0], fresh);
+  });
+
   it('creates a second configured CHILD_SA with CREATE_CHILD_SA on the same IKE SA', async () => {
     const second = '      web:\n        local_ts: [10.1.1.0/24]\n        remote_ts: [10.2.1.0/24]\n        start_action: start\n';
     const secondR = '      web:\n        local_ts: [10.2.1.0/24]\n        remote_ts: [10.1.1.0/24]\n';
