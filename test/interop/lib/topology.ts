@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { repoRoot, run, sh } from './exec.js';
+import { repoRoot, run, sh, slow } from './exec.js';
 
 /** Namespace names carry the pid so `netns.sh reap` can tell leftovers of dead runs. */
 export const NS_PATTERN = 'styxt';
@@ -89,10 +89,18 @@ export async function createTopology(tag = 't'): Promise<Topology> {
 
 export interface PingResult { sent: number; received: number; output: string }
 
-/** ping from inside `ns`; never throws for lost packets, only reports them. */
+/**
+ * ping from inside `ns`; never throws for lost packets, only reports them.
+ * With a deadline (-w) rather than -W, ping waits for `count` replies however
+ * late the last one is (-W gives up about two round trips after the last
+ * request), sending another request for each one lost, so `sent` exceeds
+ * `count` exactly when something was lost; with no reply at all it gives up
+ * after the requests' time plus `timeoutS`.
+ */
 export async function ping(ns: string, to: string, opts: { from?: string; count?: number; timeoutS?: number } = {}): Promise<PingResult> {
   const count = opts.count ?? 3;
-  const argv = ['ping', '-n', '-c', String(count), '-i', '0.2', '-W', String(opts.timeoutS ?? 2)];
+  const deadlineS = Math.ceil(slow((count * 0.2 + (opts.timeoutS ?? 2)) * 1000) / 1000);
+  const argv = ['ping', '-n', '-c', String(count), '-i', '0.2', '-w', String(deadlineS)];
   if (opts.from) argv.push('-I', opts.from);
   argv.push(to);
   const r = await run(argv, { ns, allowFailure: true, timeoutMs: (count + 5) * 3000 });
