@@ -97,10 +97,10 @@ export interface PingResult { sent: number; received: number; output: string }
  * `count` exactly when something was lost; with no reply at all it gives up
  * after the requests' time plus `timeoutS`.
  */
-export async function ping(ns: string, to: string, opts: { from?: string; count?: number; timeoutS?: number } = {}): Promise<PingResult> {
+export async function ping(ns: string, to: string, opts: { from?: string; count?: number; timeoutS?: number; /** More ping options, e.g. -s SIZE. */ extra?: string[] } = {}): Promise<PingResult> {
   const count = opts.count ?? 3;
   const deadlineS = Math.ceil(slow((count * 0.2 + (opts.timeoutS ?? 2)) * 1000) / 1000);
-  const argv = ['ping', '-n', '-c', String(count), '-i', '0.2', '-w', String(deadlineS)];
+  const argv = ['ping', '-n', '-c', String(count), '-i', '0.2', '-w', String(deadlineS), ...(opts.extra ?? [])];
   if (opts.from) argv.push('-I', opts.from);
   argv.push(to);
   const r = await run(argv, { ns, allowFailure: true, timeoutMs: (count + 5) * 3000 });
